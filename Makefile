@@ -1,0 +1,40 @@
+# Two commands for a fresh machine (Python 3.10+):  `make demo`  and  `make test`.
+# Both bootstrap .venv idempotently: the stamp file is rebuilt only when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+# Override for a GPU build, e.g.  make test TORCH_SPEC="torch==2.13.0 --index-url ..."
+TORCH_SPEC ?= torch==2.13.0
+ESCNN_SPEC ?= escnn==1.0.11
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.symwm-installed
+
+.PHONY: venv demo test test-fast gallery bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet --no-deps "$(ESCNN_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -c "import torch, escnn, gymnasium, pymunk, stable_baselines3, h5py, symwm"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/symwm demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+gallery: $(STAMP)
+	$(VENV)/bin/symwm gallery --out docs/gallery.png
+
+bench: $(STAMP)
+	$(PY) benchmarks/env_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
