@@ -23,12 +23,13 @@ Observation
     ``(resolution, resolution, 6)`` uint8: the RGB frame of ``prev_qpos`` stacked with the RGB
     frame of ``qpos`` (channel-last). The image spans ``[-1.2 R, 1.2 R]^2`` (``R`` the arm's reach).
     ``camera="top"``: orthographic, flat colours drawn from SDFs at pixel centres (goal red, base
-    grey, link 1 blue, link 2 green, fingertip yellow); it is exactly symmetric: rendering ``g.s``
+    grey, link 1 blue, link 2 green, fingertip yellow); it is exactly D4-symmetric: rendering ``g.s``
     gives ``transform_grid(g, render(s))`` pixel for pixel (link endpoints are quantised to a
     dyadic grid so that 1-ulp differences of ``cos``/``sin`` of rotated angles vanish).
     ``camera="oblique"`` (default): a perspective camera 55 degrees above the table and off to one
-    side, links as shaded 3D capsules at two heights, a checkered table, a fixed directional light
-    with shadows; a rotated world is then *not* a rotated image.
+    side; the links are shaded 3D capsules (screen-space impostors) at two heights over a pillar,
+    on a checkered table lit by a fixed directional light that casts soft shadows. A rotated
+    world is then *not* a rotated image.
 
 Symmetry
     D4 (``Dihedral(4, reflections=True)``) acts on states and actions. A quarter turn ``k`` adds
@@ -188,12 +189,19 @@ class TopRenderer:
 
 
 class ObliqueRenderer:
-    """Perspective view of the table from above at an angle, with shading and shadows."""
+    """Perspective view of the table from above at an angle, with shading and shadows.
+
+    The table (checker texture, light falloff) is ray-cast once at construction. The arm's parts
+    are capsules drawn as screen-space impostors: the projected axis with a radius that follows
+    the perspective, a normal rebuilt from the offset to the axis (Lambert and Blinn-Phong
+    shading from a fixed light) and a depth buffer. Shadows are the parts' capsules projected
+    along the light onto the table.
+    """
 
     ELEVATION = math.radians(55.0)
     AZIMUTH = math.radians(-65.0)  # direction from the table centre to the camera, seen from above
     FOV = math.radians(45.0)
-    DISTANCE = 2.9  # camera distance in units of the reach
+    DISTANCE = 2.9  # camera distance from the table centre in units of the reach
     LIGHT = np.array([-0.45, 0.35, 1.0]) / np.linalg.norm([-0.45, 0.35, 1.0])
 
     def __init__(self, resolution: int, geometry: _Geometry):
@@ -206,26 +214,32 @@ class ObliqueRenderer:
         self.right = np.cross(self.fwd, [0.0, 0.0, 1.0])
         self.right /= np.linalg.norm(self.right)
         self.up = np.cross(self.right, self.fwd)
+        self._basis = (tuple(self.fwd.tolist()), tuple(self.right.tolist()), tuple(self.up.tolist()))
         self.tan_half = math.tan(self.FOV / 2.0)
-        self.pix_angle = 2.0 * self.tan_half / resolution
-        # unit ray direction through every pixel centre, shape (3, res, res)
-        ndc = (2.0 * np.arange(resolution) + 1.0 - resolution) / resolution * self.tan_half
+        self.focal = resolution / (2.0 * self.tan_half)  # pixels per unit of (lateral / depth)
+        idx = np.arange(resolution, dtype=np.float64)
+        self.cols = np.broadcast_to(idx[None, :], (resolution, resolution))
+        self.rows = np.broadcast_to(idx[:, None], (resolution, resolution))
+        # where the ray through each pixel centre meets the table plane z = 0, and its footprint
+        ndc = (2.0 * idx + 1.0 - resolution) / resolution * self.tan_half
         rd = (
             self.fwd[:, None, None]
             + ndc[None, None, :] * self.right[:, None, None]
             - ndc[None, :, None] * self.up[:, None, None]
         )
-        self.rd = rd / np.linalg.norm(rd, axis=0, keepdims=True)
-        # where each ray meets the table plane z = 0, and the size of its footprint there
-        t_table = -self.eye[2] / self.rd[2]
-        self.table_xy = self.eye[:2, None, None] + t_table * self.rd[:2]
-        self.footprint = t_table * self.pix_angle / np.sqrt(-self.rd[2])
+        rd /= np.linalg.norm(rd, axis=0, keepdims=True)
+        t_table = -self.eye[2] / rd[2]
+        self.table_xy = self.eye[:2, None, None] + t_table * rd[:2]
+        self.footprint = t_table * (2.0 * self.tan_half / resolution) / np.sqrt(-rd[2])
+        # a normal (u, v, w) in (pixel column, pixel row, towards the camera) dotted with the
+        # light and with the Blinn-Phong half vector
+        frame = np.stack([self.right, -self.up, -self.fwd])
+        half = self.LIGHT - self.fwd
+        self.k_light = frame @ self.LIGHT
+        self.k_half = frame @ (half / np.linalg.norm(half))
         # heights of the parts: a pillar under link 1, link 2 stacked on top of link 1
-        r = geometry.link_radius
         self.z1 = 0.12 * reach
-        self.z2 = self.z1 + 2.0 * r
-        self.half_vec = self.LIGHT[:, None, None] - self.rd
-        self.half_vec /= np.linalg.norm(self.half_vec, axis=0, keepdims=True)
+        self.z2 = self.z1 + 2.0 * geometry.link_radius
         self.background = self._table()
 
     def _table(self) -> np.ndarray:
@@ -233,114 +247,85 @@ class ObliqueRenderer:
         geo = self.geo
         x, y = self.table_xy
         fp = self.footprint
-        square = geo.reach / 4.0  # checker square size
+        square = geo.reach / 4.0  # checker square size; the smooth sign() below anti-aliases it
         sx = np.clip(np.cos(np.pi * x / square) * square / (np.pi * fp), -1.0, 1.0)
         sy = np.clip(np.cos(np.pi * y / square) * square / (np.pi * fp), -1.0, 1.0)
-        checker = sx * sy
-        table = np.array([0.80, 0.76, 0.68])[None, None, :] + 0.05 * checker[..., None]
+        table = np.array([0.80, 0.76, 0.68]) + 0.05 * (sx * sy)[..., None]
         falloff = 1.0 - 0.25 * ((x + 0.3 * geo.reach) ** 2 + (y - 0.4 * geo.reach) ** 2) / geo.extent**2
         table = table * np.clip(falloff, 0.5, 1.0)[..., None]
-        edge = np.maximum(np.abs(x), np.abs(y)) - geo.extent
-        on_table = coverage(edge, fp)[..., None]
+        on_table = coverage(np.maximum(np.abs(x), np.abs(y)) - geo.extent, fp)[..., None]
         floor = np.array([0.22, 0.24, 0.28])
         return on_table * table + (1.0 - on_table) * floor
 
-    def _window(self, points: np.ndarray, margin: float = 2.0) -> tuple[slice, slice]:
-        """Pixel rows/columns covering the projections of 3D ``points`` (shape (n, 3))."""
-        v = points - self.eye
-        depth = v @ self.fwd
-        u = (v @ self.right) / (depth * self.tan_half)
-        w = (v @ self.up) / (depth * self.tan_half)
-        cols = (u + 1.0) * self.res / 2.0 - 0.5
-        rows = (1.0 - w) * self.res / 2.0 - 0.5
-        r = self.res
-        c0, c1 = math.floor(cols.min() - margin), math.ceil(cols.max() + margin) + 1
-        r0, r1 = math.floor(rows.min() - margin), math.ceil(rows.max() + margin) + 1
-        return slice(min(max(r0, 0), r), min(max(r1, 0), r)), slice(min(max(c0, 0), r), min(max(c1, 0), r))
+    def _project(self, x: float, y: float, z: float) -> tuple[float, float, float]:
+        """Pixel column, pixel row and depth of the 3D point ``(x, y, z)``."""
+        v = (x - self.eye[0], y - self.eye[1], z - self.eye[2])
+        f, r, u = self._basis
+        depth = v[0] * f[0] + v[1] * f[1] + v[2] * f[2]
+        scale = self.focal / depth
+        centre = (self.res - 1) / 2.0
+        return (
+            centre + scale * (v[0] * r[0] + v[1] * r[1] + v[2] * r[2]),
+            centre - scale * (v[0] * u[0] + v[1] * u[1] + v[2] * u[2]),
+            depth,
+        )
 
-    @staticmethod
-    def _box(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
-        """The 8 corners of the axis-aligned box around a capsule from ``a`` to ``b``."""
-        lo, hi = np.minimum(a, b) - radius, np.maximum(a, b) + radius
-        return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    def _window(self, cols: Sequence[float], rows: Sequence[float], margin: float) -> tuple[slice, slice]:
+        """Rows and columns of the pixels within ``margin`` of the box around the given pixels."""
+        n = self.res
+        c0, c1 = math.floor(min(cols) - margin) - 1, math.ceil(max(cols) + margin) + 2
+        r0, r1 = math.floor(min(rows) - margin) - 1, math.ceil(max(rows) + margin) + 2
+        return slice(min(max(r0, 0), n), min(max(r1, 0), n)), slice(min(max(c0, 0), n), min(max(c1, 0), n))
+
+    def _table_window(self, lo: Sequence[float], hi: Sequence[float]) -> tuple[slice, slice]:
+        """Pixels that see the part ``[lo, hi]`` of the table."""
+        corners = [self._project(x, y, 0.0) for x in (lo[0], hi[0]) for y in (lo[1], hi[1])]
+        return self._window([c[0] for c in corners], [c[1] for c in corners], 1.0)
 
     def _capsule(self, img: np.ndarray, zbuf: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float, colour: np.ndarray) -> None:
-        """Ray-trace a shaded capsule (a sphere when ``a == b``) into ``img`` with a depth test."""
-        win = self._window(self._box(a, b, radius))
-        rd = self.rd[:, win[0], win[1]]
-        if rd.size == 0:
+        """Draw a shaded capsule (a sphere when ``a == b``) with a depth test."""
+        ca, rwa, da = self._project(*a)
+        cb, rwb, db = self._project(*b)
+        ra, rb = radius * self.focal / da, radius * self.focal / db
+        win = self._window((ca, cb), (rwa, rwb), max(ra, rb))
+        x, y = self.cols[win] - ca, self.rows[win] - rwa
+        if x.size == 0:
             return
-        ro = self.eye
-        r2 = radius * radius
-        # the two end spheres: distance of the ray to the centre and first hit
-        cands = []
-        for centre in (a, b):
-            oc = ro - centre
-            bq = oc[0] * rd[0] + oc[1] * rd[1] + oc[2] * rd[2]
-            d2 = max(float(oc @ oc), 0.0) - bq * bq
-            sd = np.sqrt(np.maximum(d2, 0.0)) - radius
-            t = -bq - np.sqrt(np.maximum(r2 - d2, 0.0))
-            cands.append((sd, t))
-        ba = b - a
-        baba = float(ba @ ba)
-        if baba > 0.0:  # the cylindrical body, valid where the closest axis point is inside
-            oa = ro - a
-            baoa, oaoa = float(ba @ oa), float(oa @ oa)
-            bard = ba[0] * rd[0] + ba[1] * rd[1] + ba[2] * rd[2]
-            rdoa = oa[0] * rd[0] + oa[1] * rd[1] + oa[2] * rd[2]
-            qa = np.maximum(baba - bard * bard, 1e-12)
-            qb = baba * rdoa - baoa * bard
-            qc = baba * oaoa - baoa * baoa - r2 * baba
-            h = qb * qb - qa * qc
-            t = (-qb - np.sqrt(np.maximum(h, 0.0))) / qa
-            y = baoa + t * bard
-            inside = (y > 0.0) & (y < baba)
-            sd = np.where(inside, np.sqrt(np.maximum(r2 - h / (qa * baba), 0.0)) - radius, np.inf)
-            cands.append((sd, t))
-        sds = np.stack([c[0] for c in cands])
-        ts = np.stack([c[1] for c in cands])
-        # first hit among the parts the ray enters; else the part it passes closest to
-        key = np.where(sds <= 0.0, ts, 1e9 + sds)
-        pick = np.argmin(key, axis=0)[None]
-        t = np.take_along_axis(ts, pick, 0)[0]
-        sd = np.take_along_axis(sds, pick, 0)[0]
-        alpha = np.clip(0.5 - sd / (t * self.pix_angle), 0.0, 1.0)
+        d0, d1 = cb - ca, rwb - rwa
+        t = np.minimum(np.maximum((x * d0 + y * d1) * (1.0 / max(d0 * d0 + d1 * d1, 1e-12)), 0.0), 1.0)
+        ex, ey = x - t * d0, y - t * d1
+        dist = np.sqrt(ex * ex + ey * ey)
+        rad = ra + t * (rb - ra)
+        alpha = np.minimum(np.maximum(0.5 + rad - dist, 0.0), 1.0)
+        scale = 1.0 / np.maximum(dist, rad)
+        u, v = ex * scale, ey * scale
+        w = np.sqrt(np.maximum(1.0 - u * u - v * v, 0.0))
+        depth = da + t * (db - da) - radius * w
         zsub = zbuf[win]
-        mask = (t < zsub) & (alpha > 0.0)
-        if not mask.any():
-            return
-        # shading: Lambert + Blinn-Phong from the normal at the hit point
-        p = ro[:, None, None] + t * rd
-        if baba > 0.0:
-            s = np.clip(((p[0] - a[0]) * ba[0] + (p[1] - a[1]) * ba[1] + (p[2] - a[2]) * ba[2]) / baba, 0.0, 1.0)
-            n = p - (a[:, None, None] + s * ba[:, None, None])
-        else:
-            n = p - a[:, None, None]
-        n /= np.maximum(np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]), 1e-12)
-        light = self.LIGHT
-        diffuse = np.maximum(n[0] * light[0] + n[1] * light[1] + n[2] * light[2], 0.0)
-        hv = self.half_vec[:, win[0], win[1]]
-        spec = np.maximum(n[0] * hv[0] + n[1] * hv[1] + n[2] * hv[2], 0.0) ** 24
+        mask = (alpha > 0.0) & (depth < zsub)
+        kl, kh = self.k_light, self.k_half
+        diffuse = np.maximum(u * kl[0] + v * kl[1] + w * kl[2], 0.0)
+        spec = np.maximum(u * kh[0] + v * kh[1] + w * kh[2], 0.0) ** 24
         shade = (0.35 + 0.65 * diffuse)[..., None] * colour + 0.35 * spec[..., None]
-        alpha = np.where(mask, alpha, 0.0)[..., None]
+        alpha = np.where(mask, alpha, 0.0)
+        zbuf[win] = np.where(alpha >= 0.5, depth, zsub)
+        alpha = alpha[..., None]
         sub = img[win]
         sub *= 1.0 - alpha
         sub += alpha * shade
-        zbuf[win] = np.where(mask & (alpha[..., 0] >= 0.5), t, zsub)
 
     def _shadow(self, shadow: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float) -> None:
         """Add the soft shadow on the table of a capsule between 3D points ``a`` and ``b``."""
         light = self.LIGHT
         sa = a[:2] - a[2] * light[:2] / light[2]
         sb = b[:2] - b[2] * light[:2] / light[2]
-        lo, hi = np.minimum(sa, sb) - 1.5 * radius, np.maximum(sa, sb) + 1.5 * radius
-        corners = np.array([[lo[0], lo[1], 0.0], [lo[0], hi[1], 0.0], [hi[0], lo[1], 0.0], [hi[0], hi[1], 0.0]])
-        win = self._window(corners)
+        m = 1.5 * radius
+        win = self._table_window(np.minimum(sa, sb) - m, np.maximum(sa, sb) + m)
         x, y = self.table_xy[0][win], self.table_xy[1][win]
         if x.size == 0:
             return
         sd = segment_distance(x, y, sa, sb) - radius
-        soft = np.clip(0.5 - sd / (0.6 * radius + self.footprint[win]), 0.0, 1.0)
+        soft = np.minimum(np.maximum(0.5 - sd / (0.6 * radius + self.footprint[win]), 0.0), 1.0)
         np.maximum(shadow[win], soft, out=shadow[win])
 
     def render(self, qpos: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -349,23 +334,20 @@ class ObliqueRenderer:
         elbow, tip = forward_kinematics(qpos, geo.lengths)
         img = self.background.copy()
         # goal: a flat disk on the table
-        g = np.asarray(goal, dtype=np.float64)
-        gr = geo.goal_radius
-        win = self._window(np.array([[g[0] + dx, g[1] + dy, 0.0] for dx in (-gr, gr) for dy in (-gr, gr)]))
-        x, y = self.table_xy[0][win], self.table_xy[1][win]
-        dx, dy = x - g[0], y - g[1]
+        g, gr = np.asarray(goal, dtype=np.float64), geo.goal_radius
+        win = self._table_window(g - gr, g + gr)
+        dx, dy = self.table_xy[0][win] - g[0], self.table_xy[1][win] - g[1]
         alpha = coverage(np.sqrt(dx * dx + dy * dy) - gr, self.footprint[win])[..., None]
         sub = img[win]
         sub *= 1.0 - alpha
         sub += alpha * GOAL_COLOUR
-        # the arm's parts as 3D capsules
-        base_bottom = np.array([0.0, 0.0, 0.0])
+        # the arm: a pillar at the base, two links at two heights, a ball at the fingertip
         base_top = np.array([0.0, 0.0, self.z1])
         e1, e2 = np.array([elbow[0], elbow[1], self.z1]), np.array([elbow[0], elbow[1], self.z2])
         t2 = np.array([tip[0], tip[1], self.z2])
         r = geo.link_radius
         parts = [
-            (base_bottom, base_top, geo.base_radius, BASE_COLOUR),
+            (np.zeros(3), base_top, geo.base_radius, BASE_COLOUR),
             (base_top, e1, r, LINK1_COLOUR),
             (e2, t2, r, LINK2_COLOUR),
             (t2, t2, geo.tip_radius, TIP_COLOUR),
