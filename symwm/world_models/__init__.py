@@ -1,0 +1,1 @@
+"""World models: datasets from rollouts, SEN / encoders / transitions (escnn), loss, training, metrics."""
