@@ -1,0 +1,354 @@
+"""World models for ``symwm/Reacher-v0``: D4 acting on a two-link arm seen in two stacked RGB frames.
+
+Spaces and how D4 acts on them
+    * observations: uint8 ``[B, R, R, 6]`` (R a multiple of 32; 64 or 128); D4 acts on them in a
+      way the model does not know (the default oblique camera is not pixel-symmetric).
+    * V (SEN output): ``[B, 8, 32, 32]``, eight scalar maps that rotate and flip with the grid
+      (:func:`symwm.envs.groups.transform_grid` on the last two axes).
+    * Z (latent): ``[B, 1, 32]``, four regular D4 fields (escnn's ``flipRot2dOnR2(4)`` regular
+      representation, 8 channels each, in escnn's channel order), acted on through
+      :func:`symwm.world_models.escnn_bridge.to_escnn`.
+    * actions: two torques, ``rho_flip``: unchanged by rotations, negated by reflections; that is
+      two copies of escnn's D4 irrep ``irrep_1,0`` (``G.irrep(1, 0)``: trivial on rotations, -1 on
+      every reflection).
+
+Networks (``PRESETS[size][variant]`` holds the widths)
+    * SEN, ``ours`` / ``none``: the image is first average-pooled by ``R/32`` to 32x32 (no
+      parameters, so nothing depends on R), then a 7-layer plain CNN: six 3x3 convolutions with
+      dilations 1, 2, 4, 8, 16, 32 ("padding = dilation", the grid stays 32x32), BatchNorm + ReLU,
+      and a 1x1 convolution to the 8 output maps (no output activation). At dilation 32 only the
+      centre tap of a 3x3 kernel sees the 32x32 grid (the others fall in the zero padding), so
+      8/9 of that layer's weights never get a gradient; we keep the paper's dilation schedule
+      (``sen_dilations``) anyway.
+    * SEN, ``full``: the same layers built from escnn ``R2Conv`` on ``flipRot2dOnR2(4)``
+      (6 trivial fields in, ``sen_fields`` regular fields hidden, InnerBatchNorm + ReLU, 8 trivial
+      fields out), i.e. it wrongly assumes D4 acts on the pixels. Average pooling over blocks that
+      tile the image is exactly D4-equivariant. Dilated steerable kernels use the undilated 3x3
+      basis stretched by the dilation (escnn's default basis for a dilated kernel is over-complete,
+      120 instead of 48 weights per pair of regular fields, and vanishes at the corners).
+    * encoder, ``ours`` / ``full``: a D4 steerable CNN ``8 trivial -> H regular`` (3x3, 32x32)
+      -> 2x2 max pool -> ``H -> H`` (3x3, 16x16) -> 2x2 max pool -> ``H -> H`` (3x3, 8x8) ->
+      global average pool -> ``H -> H`` (1x1) -> ``4 regular`` (1x1); InnerBatchNorm + ReLU after
+      each hidden layer. Pooling windows tile the even-sized grids and every kernel is odd with
+      "same" padding, so the encoder is exactly equivariant (tested for all 8 elements).
+    * encoder, ``none``: the same shape with plain convolutions of ``enc_channels`` channels.
+    * transition, ``ours`` / ``full``: three 1x1 D4 layers (escnn ``Linear`` on
+      ``no_base_space(D4)``): ``[z, a]`` = ``4 regular + 2 x irrep_1,0`` -> ``T`` regular -> ``T``
+      regular -> 4 regular, ReLU between, residual ``z' = z + T(z, a)``.
+    * transition, ``none``: an MLP ``34 -> trans_hidden -> trans_hidden -> 32``, ReLU, residual.
+
+Paper-size widths (nothing depends on R)
+    The paper gives 181 regular fields for the equivariant encoder. A 1x1 D4 layer between 181
+    regular fields has ``181^2 * 8 = 262k`` weights, as many as a plain 512 -> 512 layer
+    (``181 * sqrt(8) = 512``), so ``none`` uses 512 channels / hidden units wherever ``ours``
+    uses 181 regular fields. A 3x3 D4 kernel between two regular fields has 48 free weights (a
+    plain one 72), so the two 3x3 hidden-to-hidden layers hold 3.15M weights in ``ours`` and 4.72M
+    in ``none``: that difference is the 1.6M gap between the paper's 4.0M (ours) and 5.6M (none).
+    An 80-channel SEN (0.29M) fills the rest. ``full`` uses 35 regular fields in its SEN (0.30M
+    weights, like ours'). Totals: ours 3.99M (SEN 0.29M, encoder 3.42M, transition 0.27M), none
+    5.63M (0.29M, 5.04M, 0.30M), full 3.99M. ``build(..., initialize=False)`` takes about 1 s at
+    paper size; escnn's generalised He initialisation (``initialize=True``) about 14 s.
+
+CPU widths
+    8-channel SENs (1 regular field for ``full``), 2 regular fields (6 channels for ``none``) in
+    the encoder, 16 regular fields (45 units) in the transition: 4k-10k parameters. Measured on a
+    shared 2-core machine, 2 threads: 256 observations at R = 64 through ``encode`` forward and
+    backward take 0.20-0.25 s; a whole training step on 256 transitions (512 images, contrastive
+    loss, backward, Adam) 0.46-0.55 s.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import torch
+from escnn import gspaces
+from escnn import nn as enn
+from torch import nn
+from torch.nn import functional as F
+
+from symwm.envs.groups import DihedralElement, transform_grid
+from symwm.world_models.escnn_bridge import PlainIO, representation_matrix, to_escnn
+from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
+
+VARIANTS = ("ours", "none", "full")
+
+#: the SEN's output: EMBED_CHANNELS scalar maps on a GRID x GRID grid
+EMBED_CHANNELS = 8
+GRID = 32
+#: the latent: LATENT_FIELDS regular D4 fields of 8 channels each, as one object [B, 1, 32]
+LATENT_FIELDS = 4
+D4_ORDER = 8
+LATENT_DIM = LATENT_FIELDS * D4_ORDER
+ACTION_DIM = 2
+DILATIONS = (1, 2, 4, 8, 16, 32)
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "ours": {"sen_channels": 80, "sen_dilations": DILATIONS, "enc_fields": 181, "trans_fields": 181, "batch_norm": True},
+        "none": {"sen_channels": 80, "sen_dilations": DILATIONS, "enc_channels": 512, "trans_hidden": 512, "batch_norm": True},
+        "full": {"sen_fields": 35, "sen_dilations": DILATIONS, "enc_fields": 181, "trans_fields": 181, "batch_norm": True},
+    },
+    "cpu": {
+        "ours": {"sen_channels": 8, "sen_dilations": DILATIONS, "enc_fields": 2, "trans_fields": 16, "batch_norm": True},
+        "none": {"sen_channels": 8, "sen_dilations": DILATIONS, "enc_channels": 6, "trans_hidden": 45, "batch_norm": True},
+        "full": {"sen_fields": 1, "sen_dilations": DILATIONS, "enc_fields": 2, "trans_fields": 16, "batch_norm": True},
+    },
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# The group on V and Z
+# ----------------------------------------------------------------------------------------------
+
+
+def d4_gspace() -> gspaces.GSpace2D:
+    """escnn's D4 acting on the plane (reflection across the vertical axis; see escnn_bridge)."""
+    return gspaces.flipRot2dOnR2(4)
+
+
+class ReacherLatentSymmetry(LatentSymmetry):
+    """D4 on V (grid transforms of 8 scalar maps) and on Z (4 regular fields, [B, 1, 32])."""
+
+    def __init__(self, group: Any, G: Any):
+        self.group = group  # the environment's D4; G is escnn's
+        # one [32, 32] block-diagonal matrix per element; plain tensors keep the object deep-copyable
+        self._latent = {
+            g: torch.block_diag(*[representation_matrix(G.regular_representation, to_escnn(g, G))] * LATENT_FIELDS)
+            for g in group.elements()
+        }
+
+    def act_on_embedding(self, g: DihedralElement, v: torch.Tensor) -> torch.Tensor:
+        """Rotate/flip the SEN's maps ``[B, 8, 32, 32]`` like images."""
+        return transform_grid(g, v, axes=(-2, -1))
+
+    def act_on_latent(self, g: DihedralElement, z: torch.Tensor) -> torch.Tensor:
+        """The regular representation on each of the 4 fields of ``z`` ``[B, 1, 32]``."""
+        if g not in self._latent:
+            raise ValueError(f"{g!r} is not an element of {self.group}")
+        m = self._latent[g].to(device=z.device, dtype=z.dtype)
+        return z @ m.T  # [B, 1, 32]
+
+    def act_on_action(self, g: DihedralElement, a: torch.Tensor) -> torch.Tensor:
+        """``rho_flip``: torques ``[B, 2]`` negated by reflections (env.symmetry.act_on_action for tensors)."""
+        return -a if g.reflection else a
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules
+# ----------------------------------------------------------------------------------------------
+
+
+class SEN(nn.Module):
+    """Images ``[B, 6, R, R]`` -> average pooling to ``[B, 6, 32, 32]`` -> ``body`` -> V ``[B, 8, 32, 32]``."""
+
+    def __init__(self, factor: int, body: nn.Module):
+        super().__init__()
+        self.factor = factor
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factor > 1:
+            x = F.avg_pool2d(x, self.factor)  # [B, 6, R, R] -> [B, 6, 32, 32]
+        return self.body(x)  # [B, 8, 32, 32]
+
+    def export(self) -> "SEN":
+        """Plain-torch copy (escnn parts exported), eval mode."""
+        return SEN(self.factor, _export(self.body)).eval()
+
+
+class Encoder(nn.Module):
+    """A network ending in 1x1 maps ``[B, 32, 1, 1]``, flattened to one latent object ``[B, 1, 32]``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.net(v).flatten(1).unsqueeze(1)  # [B, D, 1, 1] -> [B, 1, D]
+
+    def export(self) -> "Encoder":
+        """Plain-torch copy (escnn parts exported), eval mode."""
+        return Encoder(_export(self.net)).eval()
+
+
+class Transition(nn.Module):
+    """Residual dynamics ``z' = z + f([z, a])`` on latents ``[B, 1, 32]`` and torques ``[B, 2]``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([z.flatten(1), actions.to(z.dtype)], dim=1)  # [B, 32 + 2]
+        return z + self.net(x).view_as(z)
+
+    def export(self) -> "Transition":
+        """Plain-torch copy (escnn parts exported), eval mode."""
+        return Transition(_export(self.net)).eval()
+
+
+def _export(net: nn.Module) -> nn.Module:
+    """``net.export()`` for escnn-backed modules, a copy of plain ones."""
+    net.eval()
+    return net.export() if hasattr(net, "export") else copy.deepcopy(net)
+
+
+def _pool_factor(resolution: int) -> int:
+    if resolution % GRID:
+        raise ValueError(f"Reacher models need an image resolution that is a multiple of {GRID}, got {resolution}")
+    return resolution // GRID
+
+
+# -- plain networks (ours' and none's SEN, none's encoder and transition) -----------------------
+
+
+def plain_sen(in_channels: int, channels: int, dilations: Sequence[int], batch_norm: bool) -> nn.Sequential:
+    """``[B, 6, 32, 32]`` -> ``[B, 8, 32, 32]``: dilated 3x3 convolutions, then a 1x1 convolution."""
+    layers: list[nn.Module] = []
+    c_in = in_channels
+    for d in dilations:
+        layers.append(nn.Conv2d(c_in, channels, 3, padding=int(d), dilation=int(d)))
+        layers += ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
+        c_in = channels
+    layers.append(nn.Conv2d(c_in, EMBED_CHANNELS, 1))
+    return nn.Sequential(*layers)
+
+
+def plain_encoder(channels: int, batch_norm: bool) -> Encoder:
+    """V ``[B, 8, 32, 32]`` -> Z ``[B, 1, 32]`` with plain convolutions (shape of the D4 encoder)."""
+
+    def block(c_in: int, k: int) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(c_in, channels, k, padding=k // 2)]
+        return layers + ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
+
+    net = nn.Sequential(
+        *block(EMBED_CHANNELS, 3), nn.MaxPool2d(2),  # 32 -> 16
+        *block(channels, 3), nn.MaxPool2d(2),  # 16 -> 8
+        *block(channels, 3), nn.AdaptiveAvgPool2d(1),  # 8 -> 1
+        *block(channels, 1),
+        nn.Conv2d(channels, LATENT_DIM, 1),
+    )
+    return Encoder(net)
+
+
+def plain_transition(hidden: int) -> Transition:
+    """MLP on ``[z, a]`` (34 -> hidden -> hidden -> 32), residual."""
+    net = nn.Sequential(
+        nn.Linear(LATENT_DIM + ACTION_DIM, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, LATENT_DIM),
+    )
+    return Transition(net)
+
+
+# -- D4 steerable networks (full's SEN, ours' and full's encoder and transition) ----------------
+
+
+def _dilated_basis(dilation: int) -> dict[str, Any]:
+    """R2Conv basis arguments that give a dilated 3x3 kernel escnn's undilated 3x3 basis, stretched.
+
+    escnn's default for ``kernel_size=3`` is rings (0, 1), sigmas (0.005, 0.4) and frequencies up to
+    2 on the outer ring; scaling rings and sigmas by the dilation samples the same 48 functions per
+    pair of regular fields at the dilated taps (tested).
+    """
+    return {"rings": [0.0, float(dilation)], "sigma": [0.005 * dilation, 0.4 * dilation], "frequencies_cutoff": _cutoff_3x3}
+
+
+def _cutoff_3x3(r: float) -> float:
+    """escnn's default frequency cut-off of a 3x3 kernel: 0 at the centre, 2 on the outer ring."""
+    return 0.0 if r == 0.0 else 2.0
+
+
+def _steerable_block(
+    in_type: enn.FieldType, out_type: enn.FieldType, k: int, batch_norm: bool, initialize: bool, dilation: int = 1
+) -> list[enn.EquivariantModule]:
+    basis = _dilated_basis(dilation) if dilation > 1 else {}
+    pad = dilation * (k // 2)
+    layers = [enn.R2Conv(in_type, out_type, k, padding=pad, dilation=dilation, initialize=initialize, **basis)]
+    if batch_norm:
+        layers.append(enn.InnerBatchNorm(out_type))
+    return layers + [enn.ReLU(out_type, inplace=True)]
+
+
+def steerable_sen(
+    gs: gspaces.GSpace2D, in_channels: int, fields: int, dilations: Sequence[int], batch_norm: bool, initialize: bool
+) -> PlainIO:
+    """``full``'s SEN body: :func:`plain_sen` built from D4 steerable convolutions (trivial fields in and out)."""
+    t_in = enn.FieldType(gs, [gs.trivial_repr] * in_channels)
+    hidden = enn.FieldType(gs, [gs.regular_repr] * fields)
+    t_out = enn.FieldType(gs, [gs.trivial_repr] * EMBED_CHANNELS)
+    layers: list[enn.EquivariantModule] = []
+    t = t_in
+    for d in dilations:
+        layers += _steerable_block(t, hidden, 3, batch_norm, initialize, dilation=int(d))
+        t = hidden
+    layers.append(enn.R2Conv(t, t_out, 1, initialize=initialize))
+    return PlainIO(enn.SequentialModule(*layers))
+
+
+def steerable_encoder(gs: gspaces.GSpace2D, fields: int, batch_norm: bool, initialize: bool) -> Encoder:
+    """V ``[B, 8, 32, 32]`` (8 trivial fields) -> Z ``[B, 1, 32]`` (4 regular fields), D4-equivariant."""
+    t_in = enn.FieldType(gs, [gs.trivial_repr] * EMBED_CHANNELS)
+    hidden = enn.FieldType(gs, [gs.regular_repr] * fields)
+    t_out = enn.FieldType(gs, [gs.regular_repr] * LATENT_FIELDS)
+    net = enn.SequentialModule(
+        *_steerable_block(t_in, hidden, 3, batch_norm, initialize), enn.PointwiseMaxPool2D(hidden, 2),  # 32 -> 16
+        *_steerable_block(hidden, hidden, 3, batch_norm, initialize), enn.PointwiseMaxPool2D(hidden, 2),  # 16 -> 8
+        *_steerable_block(hidden, hidden, 3, batch_norm, initialize), enn.PointwiseAdaptiveAvgPool2D(hidden, 1),  # 8 -> 1
+        *_steerable_block(hidden, hidden, 1, batch_norm, initialize),
+        enn.R2Conv(hidden, t_out, 1, initialize=initialize),
+    )
+    return Encoder(PlainIO(net))
+
+
+def steerable_transition(gs: gspaces.GSpace2D, fields: int, initialize: bool) -> Transition:
+    """Three 1x1 D4 layers on ``[z, a]`` (4 regular + 2 x rho_flip) -> 4 regular, residual."""
+    G = gs.fibergroup
+    gs = gspaces.no_base_space(G)  # the same group acting on vectors, no plane
+    t_in = enn.FieldType(gs, [G.regular_representation] * LATENT_FIELDS + [flip_irrep(G)] * ACTION_DIM)
+    hidden = enn.FieldType(gs, [G.regular_representation] * fields)
+    t_out = enn.FieldType(gs, [G.regular_representation] * LATENT_FIELDS)
+    net = enn.SequentialModule(
+        enn.Linear(t_in, hidden, initialize=initialize), enn.ReLU(hidden, inplace=True),
+        enn.Linear(hidden, hidden, initialize=initialize), enn.ReLU(hidden, inplace=True),
+        enn.Linear(hidden, t_out, initialize=initialize),
+    )
+    return Transition(PlainIO(net))
+
+
+def flip_irrep(G: Any) -> Any:
+    """``rho_flip``: escnn's D4 irrep ``irrep_1,0``, trivial on rotations and -1 on reflections."""
+    return G.irrep(1, 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Build
+# ----------------------------------------------------------------------------------------------
+
+
+def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:
+    """The ``spec.variant`` Reacher model for ``env`` (unwrapped); ``initialize=False`` skips escnn init."""
+    if spec.variant not in VARIANTS:
+        raise ValueError(f"unknown Reacher variant {spec.variant!r}; known: {list(VARIANTS)}")
+    height, width, in_channels = env.observation_space.shape
+    if height != width:
+        raise ValueError(f"Reacher models need square images, got {height}x{width}")
+    if env.action_space.shape != (ACTION_DIM,):
+        raise ValueError(f"Reacher models need {ACTION_DIM} torques, got action shape {env.action_space.shape}")
+    p = params
+    gs = d4_gspace()  # one gspace for every escnn part
+    dilations = tuple(int(d) for d in p["sen_dilations"])
+    if spec.variant == "full":
+        body: nn.Module = steerable_sen(gs, in_channels, p["sen_fields"], dilations, p["batch_norm"], initialize)
+    else:
+        body = plain_sen(in_channels, p["sen_channels"], dilations, p["batch_norm"])
+    sen = SEN(_pool_factor(height), body)
+    if spec.variant == "none":
+        encoder, transition = plain_encoder(p["enc_channels"], p["batch_norm"]), plain_transition(p["trans_hidden"])
+    else:
+        encoder = steerable_encoder(gs, p["enc_fields"], p["batch_norm"], initialize)
+        transition = steerable_transition(gs, p["trans_fields"], initialize)
+    symmetry = ReacherLatentSymmetry(env.symmetry.group, gs.fibergroup)
+    return WorldModel(spec, sen, encoder, transition, symmetry=symmetry, latent_shape=(1, LATENT_DIM))
