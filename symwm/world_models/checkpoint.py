@@ -1,0 +1,123 @@
+"""Checkpoints: atomic writes, the model spec and versions inside, clear errors on mismatch.
+
+A checkpoint is a ``torch.save`` dict with the model's ``state_dict`` taken in **eval mode** (escnn
+modules cache expanded filters as buffers in eval mode, so their train- and eval-mode
+``state_dict`` s differ; we always save and load in eval mode), the :class:`ModelSpec` to rebuild
+the model, the trainer's state for ``--resume``, and the versions that matter for reproducing it
+(escnn, whether ``py3nj`` was present — SO(3) Clebsch-Gordan coefficients can differ by sign
+without it — torch, symwm) with the group and latent layout.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import symwm
+from symwm.world_models.build import build_model
+from symwm.world_models.model import ModelSpec, WorldModel
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or does not match the model it is loaded into."""
+
+
+def environment_versions() -> dict[str, Any]:
+    """Versions recorded in every checkpoint."""
+    import escnn
+
+    return {
+        "symwm": symwm.__version__,
+        "torch": torch.__version__,
+        "escnn": getattr(escnn, "__version__", "unknown"),
+        "py3nj": importlib.util.find_spec("py3nj") is not None,
+    }
+
+
+def model_record(model: WorldModel) -> dict[str, Any]:
+    """The model part of a checkpoint: spec, eval-mode weights, group and latent layout."""
+    was_training = model.training
+    model.eval()
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model.train(was_training)
+    return {
+        "spec": model.spec.to_dict(),
+        "state_dict": state,
+        "group": model.symmetry.group.name,
+        "latent_shape": list(model.latent_shape),
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, model: WorldModel, **extra: Any) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename); ``extra`` adds trainer state."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, "versions": environment_versions(), **model_record(model), **extra}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict, with an error naming the file if it is missing or not a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is not readable ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
+        raise CheckpointError(f"{path} is not a symwm checkpoint (no model spec / state_dict)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {payload.get('format_version')}, this symwm reads {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def load_weights(model: WorldModel, payload: dict[str, Any], source: str = "checkpoint") -> None:
+    """Load eval-mode weights into ``model``, naming any mismatch of spec, keys or shapes."""
+    saved_spec = payload["spec"]
+    if saved_spec != model.spec.to_dict():
+        diff = {
+            k: (saved_spec.get(k), v) for k, v in model.spec.to_dict().items() if saved_spec.get(k) != v
+        }
+        raise CheckpointError(f"{source} was saved for a different model: (saved, this model) = {diff}")
+    state = payload["state_dict"]
+    was_training = model.training
+    model.eval()
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: saved {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{source} does not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, shape mismatches {shapes[:5]}"
+        )
+    model.load_state_dict(state, strict=True)
+    model.train(was_training)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
+    """Rebuild a model from a checkpoint (fast: no escnn weight init) in eval mode."""
+    payload = read_checkpoint(path)
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid model spec: {exc}") from exc
+    model = build_model(spec, initialize=False)
+    load_weights(model, payload, source=f"checkpoint {path}")
+    return model.to(device).eval()

@@ -1,0 +1,162 @@
+"""Evaluate a trained world model on a rollout file: the paper's table, offline, from local files.
+
+For each evaluation episode the model encodes the first observation, rolls the latent forward
+``h`` steps with the recorded actions, and the prediction is ranked against the encodings of the
+true observations after ``h`` steps of all episodes (Hits@k, MRR; :mod:`metrics`). If the file has
+transformed twins (``symwm collect --twins ...``) it also reports
+
+* ``ee``: the SEN's equivariance error, averaged over the twins' group elements;
+* ``die_sen``: the distance invariance error of the SEN outputs;
+* ``die_model``: the distance invariance error of the ``h``-step predictions (original episodes
+  against their twins, which start from ``g.s_0`` and take ``g.a_t``).
+
+For the rotating object (``hard_negatives > 0``) it adds Hard Hits@1 / MRR: the prediction must be
+closer to the true latent than to the latents of ``hard_negatives`` observations rendered from
+orientations close to the true one (random axis, angle uniform in ``[angle / 2, angle]`` with
+``angle`` one small action, 2 pi / 30).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from symwm.envs.groups import rotation_from_vector
+from symwm.world_models.datasets import PathDataset, open_dataset
+from symwm.world_models.metrics import (
+    batch_distance_invariance_error,
+    hard_ranking_metrics,
+    mean_equivariance_error,
+    ranking_metrics,
+)
+from symwm.world_models.model import WorldModel
+
+HARD_NEGATIVE_ANGLE = 2.0 * np.pi / 30.0
+#: column order of the tables (absent metrics are left out)
+COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "hard_hits@1", "hard_mrr", "ee", "die_sen", "die_model")
+
+
+@torch.no_grad()
+def _batched(fn, *tensors: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Apply ``fn`` to aligned batches of ``tensors`` on ``device``; results concatenated on CPU."""
+    out = [fn(*(t[i : i + batch_size].to(device) for t in tensors)).cpu() for i in range(0, len(tensors[0]), batch_size)]
+    return torch.cat(out)
+
+
+def hard_negative_observations(
+    env: Any, states: dict[str, np.ndarray], n_negatives: int, rng: np.random.Generator, angle: float = HARD_NEGATIVE_ANGLE
+) -> torch.Tensor:
+    """uint8 ``[N, M, H, W, C]``: renderings of orientations within ``angle`` of each true one."""
+    out = []
+    for i in range(len(states["orientation"])):
+        row = []
+        for _ in range(n_negatives):
+            axis = rng.standard_normal(3)
+            axis /= np.linalg.norm(axis)
+            delta = rotation_from_vector(axis * rng.uniform(angle / 2, angle))
+            state = {k: v[i] for k, v in states.items()}
+            state["orientation"] = delta @ state["orientation"]
+            row.append(env.observation_of(state))
+        out.append(np.stack(row))
+    return torch.from_numpy(np.stack(out))
+
+
+@torch.no_grad()
+def evaluate(
+    model: WorldModel,
+    dataset: str | os.PathLike,
+    horizon: int,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    hard_negatives: int = 0,
+) -> dict[str, float]:
+    """The paper's metrics for ``model`` on the rollout file ``dataset`` at ``horizon`` steps."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    with open_dataset(dataset, expect_env_id=model.spec.env_id) as f:
+        has_twins = f.n_twins > 0
+        elements = f.twin_elements() if has_twins else []
+        env = f.make_env() if hard_negatives else None
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    paths = PathDataset(dataset, horizon, twins=has_twins, states=hard_negatives > 0, expect_env_id=model.spec.env_id)
+    batch = next(iter(DataLoader(paths, batch_size=len(paths))))  # evaluation sets are small: one batch in memory
+    obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
+
+    def predict(o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return model.rollout(model.encode(o), a)
+
+    pred = _batched(predict, obs, actions, batch_size=batch_size, device=device)  # [N, K, D]
+    target = _batched(model.encode, next_obs, batch_size=batch_size, device=device)
+    results: dict[str, float] = {"episodes": float(len(paths)), "horizon": float(horizon)}
+    results.update(ranking_metrics(pred, target))
+
+    if hard_negatives:
+        rng = np.random.default_rng(seed)
+        states = {k: v.numpy() for k, v in batch["next_states"].items()}
+        neg_obs = hard_negative_observations(env, states, hard_negatives, rng)  # [N, M, H, W, C]
+        n, m = neg_obs.shape[:2]
+        neg = _batched(model.encode, neg_obs.flatten(0, 1), batch_size=batch_size, device=device)
+        hard = hard_ranking_metrics(pred, target, neg.reshape(n, m, *neg.shape[1:]), ks=(1,))
+        results.update({f"hard_{k}": v for k, v in hard.items()})
+
+    if has_twins:
+        twin_obs, twin_actions = batch["twin_obs"], batch["twin_actions"]  # [N, G, H, W, C], [N, G, h(, A)]
+
+        def embed(o: torch.Tensor) -> torch.Tensor:
+            return _batched(model.embed, o, batch_size=batch_size, device=device)
+
+        pairs = [(g, twin_obs[:, j]) for j, g in enumerate(elements)]
+        act = lambda g, v: model.symmetry.act_on_embedding(g, v)  # noqa: E731
+        results["ee"] = mean_equivariance_error(embed, obs, pairs, act, batch_size=len(obs))
+        gen = torch.Generator().manual_seed(seed)
+        s, die_s, die_m = embed(obs), [], []
+        for j in range(len(elements)):
+            die_s.append(batch_distance_invariance_error(s, embed(twin_obs[:, j]), gen))
+            twin_pred = _batched(predict, twin_obs[:, j], twin_actions[:, j], batch_size=batch_size, device=device)
+            die_m.append(batch_distance_invariance_error(pred, twin_pred, gen))
+        results["die_sen"] = float(np.mean(die_s))
+        results["die_model"] = float(np.mean(die_m))
+    return results
+
+
+def format_table(rows: dict[str, dict[str, float]], title: str | None = None) -> str:
+    """Markdown table, one row per model: Hits@k and MRR in %, EE and DIE as ratios (DIE x 1e-3)."""
+    cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
+    heads = {"ee": "EE", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3"}
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| model | " + " | ".join(heads.get(c, c.replace("_", " ").replace("hits", "Hits").replace("mrr", "MRR") + " %") for c in cols) + " |")
+    lines.append("|---" * (len(cols) + 1) + "|")
+    for name, r in rows.items():
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append("" if v is None else f"{v * 1e3:.1f}" if c.startswith("die") else f"{v:.3f}" if c == "ee" else f"{v:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: dict[str, dict[str, float]], out_dir: str | os.PathLike, stem: str = "eval", title: str | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` and ``<stem>.csv`` atomically; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, cs = out / f"{stem}.md", out / f"{stem}.csv"
+    tmp = md.with_name(f".{md.name}.tmp")
+    tmp.write_text(format_table(rows, title))
+    os.replace(tmp, md)
+    keys = sorted({k for r in rows.values() for k in r})
+    tmp = cs.with_name(f".{cs.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", *keys])
+        for name, r in rows.items():
+            w.writerow([name, *(r.get(k, "") for k in keys)])
+    os.replace(tmp, cs)
+    return md, cs

@@ -1,0 +1,309 @@
+"""Training: contrastive loss, Adam, progress bar, TensorBoard + CSV logs, atomic resumable checkpoints.
+
+Run directory layout (only rank 0 writes)::
+
+    out_dir/config.json        model spec + training config (also inside each checkpoint)
+    out_dir/last.pt            everything needed to resume bit for bit
+    out_dir/best.pt            lowest mean training loss over an epoch (the paper's choice)
+    out_dir/train_log.csv      one row per epoch
+    out_dir/summary.json       final numbers, and whether all ranks ended with identical weights
+    out_dir/tb/                TensorBoard scalars
+
+Distributed: the same code runs under ``torchrun --nproc_per_node=N`` (DistributedDataParallel,
+gloo on CPU, nccl on GPU). Each rank reads its own shard of every epoch's shuffled index list
+(``DistributedSampler``); ``batch_size`` is the global batch, split evenly across ranks.
+
+Resuming is exact: every random choice (shuffling, the loss's negatives) is derived from
+``(seed, epoch, step, rank)`` rather than from a global generator, and checkpoints store the
+optimiser, the gradient scaler, batch-norm statistics and the running epoch sums, so an
+interrupted run continued with ``resume=True`` ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from symwm.world_models.build import build_model
+from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from symwm.world_models.datasets import TransitionDataset
+from symwm.world_models.loss import HINGE, contrastive_loss
+from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (defaults: the paper's grid-world settings)."""
+
+    dataset: str
+    """HDF5 file written by ``symwm collect``"""
+    out_dir: str
+    """run directory for checkpoints and logs"""
+    epochs: int = 100
+    """passes over the dataset"""
+    batch_size: int = 1024
+    """global batch size (split across ranks); the paper uses 1024 for grid worlds, 256 for Reacher"""
+    lr: float = 5e-4
+    """Adam learning rate"""
+    hinge: float = HINGE
+    """margin of the negative term"""
+    sigma: float = SIGMA
+    """energy temperature"""
+    seed: int = 0
+    """seed of initialisation, shuffling and negatives"""
+    device: str = "auto"
+    """'auto' (cuda if available), 'cpu' or 'cuda[:i]'"""
+    amp: bool | None = None
+    """mixed precision (default: on for CUDA, off on CPU)"""
+    num_workers: int = 0
+    """DataLoader worker processes"""
+    checkpoint_every: int = 0
+    """also save last.pt every N optimiser steps (0: at the end of each epoch only)"""
+    resume: bool = False
+    """continue from out_dir/last.pt"""
+    progress: bool = True
+    """show a progress bar"""
+    tensorboard: bool = True
+    """write TensorBoard scalars to out_dir/tb"""
+    max_steps: int | None = None
+    """stop after this many optimiser steps in this call (for tests and time-boxed runs)"""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """free-form notes stored in config.json"""
+
+
+@dataclass
+class TrainResult:
+    """Where the run left its files, and its loss history (one dict per epoch)."""
+
+    out_dir: Path
+    best: Path
+    last: Path
+    history: list[dict[str, float]]
+    finished: bool
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (stable across runs and platforms)."""
+    digest = hashlib.sha256(",".join(str(int(v)) for v in values).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of all parameters and buffers (to check that ranks agree)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, path: Path) -> None:
+    saved = payload.get("train_config", {})
+    if payload["spec"] != spec.to_dict():
+        raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
+    for key in ("dataset", "batch_size", "lr", "hinge", "sigma", "seed"):
+        if key in saved and saved[key] != getattr(cfg, key):
+            raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
+
+
+def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``spec`` on ``cfg.dataset``; returns where the checkpoints are.
+
+    ``on_step(global_step, stats)`` is called after every optimiser step (rank 0 only).
+    """
+    rank, world = _distributed()
+    device = _device(cfg.device, rank)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} ranks")
+    amp = (device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
+    out = Path(cfg.out_dir)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+
+    dataset = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id)
+    per_rank = cfg.batch_size // world
+    if len(dataset) < cfg.batch_size:
+        raise ValueError(f"dataset {cfg.dataset} has {len(dataset)} transitions, fewer than one batch of {cfg.batch_size}")
+
+    torch.manual_seed(cfg.seed)
+    payload = None
+    if cfg.resume:
+        if not last_path.exists():
+            raise CheckpointError(f"cannot resume: {last_path} does not exist (start without --resume)")
+        payload = read_checkpoint(last_path)
+        _check_resume(payload, spec, cfg, last_path)
+    model = build_model(spec, initialize=payload is None)
+    if payload is not None:
+        load_weights(model, payload, source=f"checkpoint {last_path}")
+    model.to(device).train()
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_loss": float("inf"), "sums": {}, "history": []}
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        scaler.load_state_dict(payload["scaler"])
+        state = payload["trainer_state"]
+
+    writer = None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        config = {"spec": spec.to_dict(), "train": asdict(cfg), "world_size": world}
+        _write_json(out / "config.json", config)
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tb"), purge_step=state["global_step"] or None)
+
+    def checkpoint(path: Path) -> None:
+        if rank == 0:
+            save_checkpoint(
+                path, model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                trainer_state=state, train_config=asdict(cfg), world_size=world,
+            )
+
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    steps_this_call, finished = 0, False
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        batches = [indices[i : i + per_rank] for i in range(0, len(indices) - per_rank + 1, per_rank)]
+        skip = state["step_in_epoch"]
+        loader = DataLoader(dataset, batch_sampler=batches[skip:], num_workers=cfg.num_workers)
+        bar = None
+        if rank == 0 and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        start = time.perf_counter()
+        for batch in loader:
+            step = state["step_in_epoch"]
+            obs, action, next_obs = (batch[k].to(device, non_blocking=True) for k in ("obs", "action", "next_obs"))
+            generator = torch.Generator().manual_seed(_mix(cfg.seed, epoch, step, rank))
+            with torch.autocast(device.type, enabled=amp):
+                z, z_pred, z_next = net(obs, action, next_obs)
+            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            stats = _mean_over_ranks(stats, world, device)
+            for k, v in stats.items():
+                state["sums"][k] = state["sums"].get(k, 0.0) + v
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            steps_this_call += 1
+            if rank == 0:
+                if writer is not None:
+                    for k, v in stats.items():
+                        writer.add_scalar(f"train/{k}", v, state["global_step"])
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats['loss']:.4f}")
+                if on_step is not None:
+                    on_step(state["global_step"], stats)
+            if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
+                checkpoint(last_path)
+            if cfg.max_steps is not None and steps_this_call >= cfg.max_steps:
+                break
+        if bar is not None:
+            bar.close()
+        if state["step_in_epoch"] < len(batches):  # stopped early by max_steps
+            checkpoint(last_path)
+            break
+        seconds = time.perf_counter() - start
+        n = state["step_in_epoch"]
+        row = {"epoch": epoch + 1, **{k: v / n for k, v in state["sums"].items()}, "seconds": seconds,
+               "transitions_per_s": (len(batches) - skip) * cfg.batch_size / max(seconds, 1e-9)}
+        state["history"].append(row)
+        state["epoch"], state["step_in_epoch"], state["sums"] = epoch + 1, 0, {}
+        improved = row["loss"] < state["best_loss"]
+        if improved:
+            state["best_loss"] = row["loss"]
+            state["best_epoch"] = epoch + 1
+        if rank == 0:
+            _write_csv(out / "train_log.csv", state["history"])
+            if writer is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        writer.add_scalar(f"epoch/{k}", v, epoch + 1)
+                writer.flush()
+        if improved:
+            checkpoint(best_path)
+        checkpoint(last_path)
+    else:
+        finished = True
+
+    digests = [parameter_digest(model)]
+    if world > 1:
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, digests[0])
+        digests = gathered
+    if rank == 0:
+        if writer is not None:
+            writer.close()
+        _write_json(out / "summary.json", {
+            "finished": finished, "epochs_done": state["epoch"], "global_step": state["global_step"],
+            "best_loss": state["best_loss"], "best_epoch": state.get("best_epoch"),
+            "final_loss": state["history"][-1]["loss"] if state["history"] else None,
+            "world_size": world, "ranks_in_sync": len(set(digests)) == 1, "parameter_digests": digests,
+        })
+    if world > 1:
+        dist.barrier()
+    return TrainResult(out, best_path, last_path, state["history"], finished)
+
+
+def _mean_over_ranks(stats: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    if world == 1:
+        return stats
+    t = torch.tensor([stats[k] for k in sorted(stats)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(sorted(stats), t.tolist())}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    """Rewrite the whole log from the history kept in the checkpoint (idempotent under resume)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)

@@ -1,0 +1,146 @@
+"""Training: the loss, exact resume, checkpoint errors, and DistributedDataParallel on 2 CPU processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from symwm.world_models.build import build_model
+from symwm.world_models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
+from symwm.world_models.collect import collect
+from symwm.world_models.loss import contrastive_loss
+from symwm.world_models.model import ModelSpec, energy
+from symwm.world_models.train import TrainConfig, train
+
+ENV = "symwm/RotatingObject-v0"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "train.h5"
+    return collect(path, ENV, n_episodes=24, episode_length=5, seed=3, progress=False)
+
+
+def spec(variant="none"):
+    return ModelSpec(env_id=ENV, variant=variant, size="cpu")
+
+
+def config(dataset, out, **kw):
+    base = dict(dataset=str(dataset), out_dir=str(out), epochs=2, batch_size=24, lr=1e-3, progress=False, tensorboard=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_terms_by_hand():
+    z = torch.zeros(4, 2, 3)
+    z_next = torch.ones(4, 2, 3)
+    loss, stats = contrastive_loss(z, z_next.clone(), z_next, torch.Generator().manual_seed(0))
+    # positive energy 0; all z equal so every negative energy is 0 and costs the full hinge
+    assert stats["positive"] == 0.0 and stats["negative"] == 1.0 and float(loss) == 1.0
+    # energy: sum over D, mean over K, / (2 sigma^2) with sigma = 0.5
+    assert torch.allclose(energy(z, z_next), torch.full((4,), 3 / 0.5))
+    with pytest.raises(ValueError, match="shape"):
+        contrastive_loss(z, z[:, :1], z_next)
+
+
+def test_training_lowers_the_loss_and_writes_the_run(dataset, tmp_path):
+    result = train(spec(), config(dataset, tmp_path / "run", epochs=4, tensorboard=True))
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    for name in ("best.pt", "last.pt", "config.json", "train_log.csv", "summary.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["spec"] == spec().to_dict() and cfg["train"]["lr"] == 1e-3
+    payload = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert payload["versions"]["py3nj"] in (True, False) and payload["group"] == "SO(3)"
+    model = load_model(tmp_path / "run" / "last.pt")
+    assert not model.training
+
+
+def _weights(path):
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_resume_continues_bit_for_bit(dataset, tmp_path):
+    full = train(spec("ours"), config(dataset, tmp_path / "full", epochs=3, batch_size=8))
+    steps_per_epoch = 120 // 8
+    # interrupted mid-epoch twice, then resumed to the end
+    part = config(dataset, tmp_path / "part", epochs=3, batch_size=8, max_steps=steps_per_epoch + 4)
+    assert not train(spec("ours"), part).finished
+    part.resume, part.max_steps = True, 11
+    assert not train(spec("ours"), part).finished
+    part.max_steps = None
+    resumed = train(spec("ours"), part)
+    assert resumed.finished
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
+    a, b = _weights(full.last), _weights(resumed.last)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_and_load_errors_name_the_problem(dataset, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(spec(), config(dataset, out, resume=True))
+    train(spec(), config(dataset, out, epochs=1))
+    with pytest.raises(CheckpointError, match="lr was 0.001"):
+        train(spec(), config(dataset, out, resume=True, lr=0.01))
+    with pytest.raises(CheckpointError, match="model spec"):
+        train(spec("matmul"), config(dataset, out, resume=True))
+    # a checkpoint loaded into a different model
+    other = build_model(spec("ours"), initialize=False)
+    from symwm.world_models.checkpoint import load_weights
+
+    with pytest.raises(CheckpointError, match="different model"):
+        load_weights(other, read_checkpoint(out / "last.pt"))
+    # truncated and foreign files
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((out / "last.pt").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not readable"):
+        load_model(broken)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a symwm checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(spec(), config(dataset, tmp_path / "x", batch_size=4096))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model = build_model(spec(), initialize=True)
+    path = save_checkpoint(tmp_path / "c.pt", model)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+@pytest.mark.slow
+def test_distributed_training_on_two_cpu_processes(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "symwm.cli", "train", "--env", ENV, "--variant", "none", "--dataset", str(dataset),
+        "--out-dir", str(out), "--epochs", "4", "--batch-size", "24", "--lr", "0.001", "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["finished"]
+    assert summary["ranks_in_sync"] and len(summary["parameter_digests"]) == 2
+    rows = (out / "train_log.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[1]) for r in rows]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    # only rank 0 logs: one TensorBoard event file, no temporary files left behind
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "summary.json", "tb", "train_log.csv"]
