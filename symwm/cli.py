@@ -1,4 +1,4 @@
-"""Command line: ``symwm envs | gallery | check | demo``.
+"""Command line: ``symwm collect | train | eval | demo | envs | gallery | check``.
 
 Run ``symwm <command> --help`` for the options of each command.
 """
@@ -6,11 +6,15 @@ Run ``symwm <command> --help`` for the options of each command.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import inspect
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -79,19 +83,62 @@ def check_equivariance(env_id: str, n_checks: int, seed: int) -> float:
     return worst
 
 
-def rollout_speed(env_id: str, n_steps: int, seed: int) -> float:
-    """Environment steps per second (rendering included) under a random policy."""
-    env = gym.make(env_id)
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    start = time.perf_counter()
-    for _ in range(n_steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    env.close()
-    return n_steps / elapsed
+def cmd_collect(args: argparse.Namespace) -> int:
+    from symwm.world_models.collect import collect
+
+    twins = args.twins
+    if twins is not None and twins != "all":
+        twins = int(twins)
+    path = collect(
+        args.out, args.env, args.episodes, args.steps, seed=args.seed,
+        env_kwargs=parse_assignments(args.env_kwarg, "--env-kwarg"), actions=args.actions,
+        warmup_steps=args.warmup, twins=twins, n_envs=args.n_envs, progress=not args.quiet,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace, **extra: Any):
+    from symwm.world_models.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values.update(extra)
+    return TrainConfig(**values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from symwm.world_models.model import ModelSpec
+    from symwm.world_models.train import train
+
+    spec = ModelSpec(
+        env_id=args.env, variant=args.variant, size=args.size,
+        env_kwargs=parse_assignments(args.env_kwarg, "--env-kwarg"),
+        overrides=parse_assignments(args.set, "--set"),
+    )
+    result = train(spec, _train_config(args))
+    if result.history:
+        last = result.history[-1]
+        print(f"epoch {last['epoch']}: loss {last['loss']:.4f}; best checkpoint {result.best}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from symwm.world_models.checkpoint import load_model
+    from symwm.world_models.evaluate import evaluate, format_table, write_results
+
+    rows = {}
+    for ckpt in args.checkpoint:
+        model = load_model(ckpt, device=args.device)
+        name = f"{model.spec.variant} ({Path(ckpt).parent.name}/{Path(ckpt).name})"
+        rows[name] = evaluate(model, args.dataset, args.horizon, batch_size=args.batch_size,
+                              device=args.device, seed=args.seed, hard_negatives=args.hard_negatives)
+    title = f"{Path(args.dataset).name}, {args.horizon}-step prediction"
+    print(format_table(rows, title))
+    if args.out:
+        md, cs = write_results(rows, args.out, stem=args.stem, title=title)
+        print(f"wrote {md} and {cs}")
+    return 0
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -119,41 +166,109 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from symwm.gallery import save_gallery
+    from symwm.demo import DemoConfig, run_demo
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    rows = []
-    for env_id in ENV_IDS:
-        err = check_equivariance(env_id, args.checks, args.seed)
-        sps = rollout_speed(env_id, args.steps, args.seed)
-        rows.append((env_id, err, sps))
-        print(f"{env_id:28s} equivariance error {err:.1e}   {sps:8.0f} steps/s", flush=True)
-    gallery = save_gallery(out / "gallery.png", seed=args.seed)
-    report = [
-        "# symwm demo",
-        "",
-        "Random-policy rollouts in every environment and a check that the dynamics commute with",
-        f"the symmetry group (max over {args.checks} random states, actions and group elements).",
-        "",
-        "| env | max equivariance error | steps/s (1 process, rendering included) |",
-        "|---|---|---|",
-        *[f"| `{e}` | {err:.1e} | {sps:.0f} |" for e, err, sps in rows],
-        "",
-        "![gallery](gallery.png)",
-        "",
-    ]
-    tmp = out / "report.md.tmp"
-    tmp.write_text("\n".join(report))
-    os.replace(tmp, out / "report.md")
-    print(f"wrote {out / 'report.md'} and {gallery} in {time.perf_counter() - start:.0f} s")
+    names = {f.name for f in dataclasses.fields(DemoConfig)}
+    run_demo(DemoConfig(**{k: v for k, v in vars(args).items() if k in names}))
     return 0
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under the fields of a dataclass (they become the CLI help)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value).strip()
+    return docs
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--option`` per dataclass field, typed from its default, documented by its docstring."""
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.default is dataclasses.MISSING:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{docs.get(f.name, '')} (default: {f.default})"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        elif f.default is None:
+            parser.add_argument(flag, type=_json_value, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=help_text)
+
+
+def _json_value(text: str) -> Any:
+    """Parse a command-line value as JSON when possible (numbers, lists, true/false), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``["a=1", "b=[2,3]"]`` -> ``{"a": 1, "b": [2, 3]}`` with a clear error for malformed items."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"symwm: {what} must look like key=value, got {item!r}")
+        out[key.replace("-", "_")] = _json_value(value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symwm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="collect random-policy episodes into an HDF5 file",
+                       description="Collect episodes of a registered environment under a uniformly random policy "
+                       "(optionally restricted to a subset of actions) and write them, with ground-truth states and "
+                       "optional transformed twins, to an HDF5 file.")
+    p.add_argument("--env", required=True, choices=ENV_IDS, help="environment id")
+    p.add_argument("--out", required=True, help="HDF5 file to write (written atomically)")
+    p.add_argument("--episodes", type=int, default=1000, help="number of episodes (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=10, help="recorded steps per episode (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=0, help="unrecorded random steps before each episode (the paper's Reacher: 50)")
+    p.add_argument("--actions", default=None, help="action subset, e.g. 'no-left', 'up', '1>=0' (second torque positive)")
+    p.add_argument("--twins", default=None, help="transformed twins: 'all' elements of a finite group or a number of sampled elements")
+    p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option (repeatable), e.g. symmetry=D4")
+    p.add_argument("--seed", type=int, default=0, help="seed of episodes and policy (default: %(default)s)")
+    p.add_argument("--n-envs", type=int, default=1, help="parallel environments (gymnasium AsyncVectorEnv)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_collect)
+
+    from symwm.world_models.build import DOMAINS, SIZES
+    from symwm.world_models.train import TrainConfig
+
+    p = sub.add_parser("train", help="train a world model on a collected dataset",
+                       description="Train SEN + equivariant encoder + transition (or a baseline) with the paper's "
+                       "contrastive loss. Runs unchanged under torchrun --nproc_per_node=N.")
+    p.add_argument("--env", required=True, choices=sorted(DOMAINS), help="environment the model is for")
+    p.add_argument("--variant", default="ours", help="ours | none | full (RotatingObject: ours | matmul | none)")
+    p.add_argument("--size", default="cpu", choices=SIZES, help="preset size (default: %(default)s)")
+    p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option the data was collected with")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset hyper-parameter")
+    p.add_argument("--dataset", required=True, help=field_docs(TrainConfig)["dataset"])
+    p.add_argument("--out-dir", required=True, help=field_docs(TrainConfig)["out_dir"])
+    add_dataclass_arguments(p, TrainConfig, skip=("dataset", "out_dir", "extra"))
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="print the paper's metrics for checkpoints (markdown and CSV)",
+                       description="Hits@k and MRR at a horizon, and with a dataset collected with --twins the "
+                       "equivariance error EE and the distance invariance errors DIE(S), DIE(model).")
+    p.add_argument("checkpoint", nargs="+", help="checkpoint file(s), e.g. runs/x/best.pt")
+    p.add_argument("--dataset", required=True, help="evaluation HDF5 file (other seeds than training)")
+    p.add_argument("--horizon", type=int, default=1, help="prediction steps (paper: 10 for grid worlds, 1 otherwise)")
+    p.add_argument("--hard-negatives", type=int, default=0, help="RotatingObject: close negatives per sample for Hard Hits@1")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for <stem>.md and <stem>.csv")
+    p.add_argument("--stem", default="eval", help="file name stem (default: %(default)s)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("envs", help="print the table of registered environments")
     p.set_defaults(func=cmd_envs)
@@ -170,11 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("demo", help="the main job end to end (see README)")
-    p.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=2000, help="random steps per env for the speed column")
-    p.add_argument("--checks", type=int, default=50, help="equivariance checks per env")
-    p.add_argument("--seed", type=int, default=0)
+    import symwm.demo
+    from symwm.demo import DemoConfig
+
+    p = sub.add_parser("demo", help="the main job end to end on CPU (see README)",
+                       description=" ".join(symwm.demo.__doc__.split("\n\n")[1].split()))
+    add_dataclass_arguments(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
     return parser
 
