@@ -82,9 +82,10 @@ def _dataset(path: Path, env_id: str, episodes: int, steps: int, seed: int, acti
     return collect(path, env_id, episodes, steps, seed=seed, actions=actions, twins=twins, progress=False)
 
 
-def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]) -> None:
-    """Train the variants in parallel processes (one thread each), resuming unfinished runs."""
+def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]) -> list[str]:
+    """Train the variants in parallel processes (one thread each), resuming unfinished runs; returns those trained now."""
     procs: dict[str, subprocess.Popen] = {}
+    procs_started: list[str] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for v in variants:
         run = out / v
@@ -102,6 +103,7 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
         run.mkdir(parents=True, exist_ok=True)
         log = open(run / "train.out", "a")
         procs[v] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        procs_started.append(v)
         _log(f"{v}: training {cfg.epochs} epochs ({run})")
     while procs:
         time.sleep(15)
@@ -114,6 +116,7 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
                     raise SystemExit(f"training {v} failed (exit {p.returncode}); see {out / v / 'train.out'}")
                 del procs[v]
         _log("; ".join(status))
+    return sorted(procs_started)
 
 
 def _history(run: Path) -> list[dict[str, float]]:
@@ -185,7 +188,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     eval_data = _dataset(out / "eval.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 2, None, cfg.twins)
     seen_data = _dataset(out / "eval_seen.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 3, f"no-{cfg.held_out}", None)
     t_data = time.perf_counter() - start
-    _train_all(cfg, train_data, out, variants)
+    trained = _train_all(cfg, train_data, out, variants)
     t_train = time.perf_counter() - start - t_data
 
     models = {v: load_model(out / v / "best.pt") for v in variants}
@@ -234,8 +237,11 @@ def run_demo(cfg: DemoConfig) -> Path:
         "",
         "![environments and their transformed twins](gallery.png)",
         "",
-        f"Wall time {seconds / 60:.1f} min ({t_data:.0f} s data, {t_train:.0f} s training, "
-        f"{seconds - t_data - t_train:.0f} s evaluation and plots).",
+        f"Wall time of this invocation {seconds / 60:.1f} min ({t_data:.0f} s data, {t_train:.0f} s training, "
+        f"{seconds - t_data - t_train:.0f} s evaluation and plots)"
+        + ("." if set(trained) == set(variants) else
+           f"; models {'reused' if not trained else 'partly reused'} from an earlier run in {out} "
+           f"(trained now: {', '.join(trained) or 'none'}).") ,
         "",
     ]
     report = out / "report.md"
