@@ -9,7 +9,7 @@ from escnn import gspaces
 from escnn import nn as enn
 
 from symwm.envs.groups import SO3, rotation_from_vector
-from symwm.envs.rotating_object import SMALL_ANGLE, SMALL_AXES
+from symwm.envs.rotating_object import SMALL_AXES
 from symwm.world_models.build import build_model
 from symwm.world_models.model import ModelSpec
 from symwm.world_models.models import rotation

@@ -38,7 +38,7 @@ from symwm.world_models.build import build_model
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.loss import HINGE, contrastive_loss
-from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
+from symwm.world_models.model import SIGMA, ModelSpec
 
 
 @dataclass

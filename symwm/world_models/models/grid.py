@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
