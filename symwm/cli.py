@@ -1,4 +1,4 @@
-"""Command line: ``symwm collect | train | eval | demo | envs | gallery | check``.
+"""Command line: ``symwm collect | train | eval | plan | demo | envs | gallery | check``.
 
 Run ``symwm <command> --help`` for the options of each command.
 """
@@ -10,9 +10,7 @@ import ast
 import dataclasses
 import inspect
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -173,6 +171,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from symwm.agents.evaluate_planning import run_cli
+
+    run_cli(args.env, parse_assignments(args.env_kwarg, "--env-kwarg"), args.checkpoint, args.method,
+            parse_assignments(args.set, "--set"), args.goal_moves, args.episodes, args.seed, args.budget, args.device)
+    return 0
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstrings written under the fields of a dataclass (they become the CLI help)."""
     tree = ast.parse(inspect.getsource(cls))
@@ -284,6 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-6, help="allowed error (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("plan", help="reach goals by planning with a world model (or the simulator); print success and latency",
+                       description="Goal-conditioned receding-horizon planning (symwm.agents.planning): encode the "
+                       "observation and the goal image, search action sequences with the learned transition, act, re-plan.")
+    p.add_argument("checkpoint", nargs="?", default=None, help="world-model checkpoint (omit to plan with the true simulator)")
+    p.add_argument("--env", default=None, choices=ENV_IDS, help="environment id (default: the checkpoint's)")
+    p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option (repeatable)")
+    p.add_argument("--goal-moves", type=int, default=None, help="grid worlds: goal distance in moves (default: 3)")
+    p.add_argument("--method", default="beam", choices=["beam", "bfs", "cem", "mppi"], help="planner (default: %(default)s)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="planner option, e.g. width=32, depth=4, horizon=10")
+    p.add_argument("--episodes", type=int, default=10, help="goal episodes (default: %(default)s)")
+    p.add_argument("--budget", type=int, default=None, help="steps per episode (default: 2k+4 for grid goals, else the time limit)")
+    p.add_argument("--seed", type=int, default=0, help="reset seed of the first episode (default: %(default)s)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_plan)
 
     import symwm.demo
     from symwm.demo import DemoConfig

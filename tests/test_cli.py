@@ -24,7 +24,7 @@ def test_check_reports_equivariant_dynamics(capsys):
 
 def test_help_of_every_command_is_documented(capsys):
     parser = build_parser()
-    for command in ("collect", "train", "eval", "demo", "envs", "gallery", "check"):
+    for command in ("collect", "train", "eval", "plan", "demo", "envs", "gallery", "check"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
         assert "usage: symwm" in capsys.readouterr().out
