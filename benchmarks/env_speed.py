@@ -29,6 +29,7 @@ import symwm  # noqa: E402,F401
 from symwm.envs.cubes_renderer import CubesRenderer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
 from matplotlib_voxels import render_voxels_matplotlib  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "env_speed.md"
@@ -107,11 +108,7 @@ def main() -> None:
     if args.quick:
         return
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     lines = [
         "# Environment speed",
         "",

@@ -36,6 +36,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
 import symwm  # noqa: F401
 from symwm.agents.evaluate_planning import EpisodeResult, evaluate, grid_budget, summarise
 from symwm.agents.goals import reset_goal_task
@@ -86,14 +89,7 @@ def log(msg: str) -> None:
 
 def machine() -> str:
     """CPU model, cores and library versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = "load average at start %.2f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "load unknown"
     return (f"{cpu}, {os.cpu_count()} logical cores (shared with other jobs; {load}), torch {torch.__version__} with "
             f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, numpy {np.__version__}")

@@ -50,6 +50,9 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS_DIR = ROOT / "runs" / "rl"
@@ -263,14 +266,7 @@ def machine() -> str:
     """CPU model, cores, Python / torch / SB3 versions."""
     import stable_baselines3
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"{cpu}, {os.cpu_count()} logical cores (shared with other jobs), Python {platform.python_version()}, "
         f"torch {torch.__version__} (1 thread per run), stable-baselines3 {stable_baselines3.__version__}, gymnasium {gym.__version__}"
