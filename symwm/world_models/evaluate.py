@@ -110,16 +110,15 @@ def evaluate(
     if has_twins:
         twin_obs, twin_actions = batch["twin_obs"], batch["twin_actions"]  # [N, G, H, W, C], [N, G, h(, A)]
 
-        def embed(o: torch.Tensor) -> torch.Tensor:
-            return _batched(model.embed, o, batch_size=batch_size, device=device)
-
-        pairs = [(g, twin_obs[:, j]) for j, g in enumerate(elements)]
+        # the SEN runs once per observation; EE and DIE(S) both read these embeddings
+        s = _batched(model.embed, obs, batch_size=batch_size, device=device)
+        twin_s = [_batched(model.embed, twin_obs[:, j], batch_size=batch_size, device=device) for j in range(len(elements))]
         act = lambda g, v: model.symmetry.act_on_embedding(g, v)  # noqa: E731
-        results["ee"] = mean_equivariance_error(embed, obs, pairs, act, batch_size=len(obs))
+        results["ee"] = mean_equivariance_error(lambda v: v, s, list(zip(elements, twin_s)), act, batch_size=len(obs))
         gen = torch.Generator().manual_seed(seed)
-        s, die_s, die_m = embed(obs), [], []
+        die_s, die_m = [], []
         for j in range(len(elements)):
-            die_s.append(batch_distance_invariance_error(s, embed(twin_obs[:, j]), gen))
+            die_s.append(batch_distance_invariance_error(s, twin_s[j], gen))
             twin_pred = _batched(predict, twin_obs[:, j], twin_actions[:, j], batch_size=batch_size, device=device)
             die_m.append(batch_distance_invariance_error(pred, twin_pred, gen))
         results["die_sen"] = float(np.mean(die_s))
