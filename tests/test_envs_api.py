@@ -172,3 +172,19 @@ def test_render_rgb_array(env_id):
 def test_package_version_and_ids():
     assert symwm.__version__
     assert set(ENV_IDS) <= set(gym.registry)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_next_state_is_step_without_side_effects(env_id):
+    env = make(env_id)
+    base = env.unwrapped
+    env.reset(seed=4)
+    env.action_space.seed(4)
+    for _ in range(3):
+        state, action = base.get_state(), env.action_space.sample()
+        predicted = base.next_state(state, action)
+        assert base.symmetry.state_distance(base.get_state(), state) == 0  # the env did not move
+        env.step(action)
+        assert base.symmetry.state_distance(predicted, base.get_state()) <= STATE_TOL.get(env_id, 0.0)
+    with pytest.raises((TypeError, ValueError), match="action"):
+        base.next_state(base.get_state(), "left")

@@ -32,16 +32,11 @@ import torch
 from gymnasium import spaces
 
 from symwm.envs.grid_world import GridWorldEnv
-from symwm.envs.groups import rotation_from_vector
 from symwm.envs.reacher import ReacherEnv
 from symwm.envs.rotating_object import (
-    SMALL_ANGLE,
-    SMALL_AXES,
     RotatingObjectEnv,
-    clip_rotation_vector,
-    orthonormalise,
 )
-from symwm.envs.symmetry import State
+from symwm.envs.symmetry import State, SymmetricEnv
 from symwm.world_models.model import SIGMA, energy
 
 
@@ -201,42 +196,15 @@ Transition = Callable[[State, Any], State]
 
 
 def fast_transition(env: gym.Env) -> Transition | None:
-    """A render-free ``(state, action) -> next state`` equal to ``set_state`` + ``step`` (None: unknown env).
+    """A render-free ``(state, action) -> next state`` equal to ``set_state`` + ``step`` (None: not a symwm env).
 
-    Grid worlds use their pure ``_apply``; Reacher reloads the bodies and integrates one step
-    exactly as ``step`` does; the rotating object composes rotation matrices. Tested against
-    ``env.step`` in ``tests/test_planning.py``.
+    symwm environments provide it as ``SymmetricEnv.next_state``; it runs on a private copy so the
+    live environment's scratch simulator (Reacher's pymunk bodies) is never touched.
     """
-    base = copy.deepcopy(env.unwrapped)
-    if isinstance(base, GridWorldEnv):
-
-        def grid(state: State, action: Any) -> State:
-            return {**state, **base._apply(state, int(action))}
-
-        return grid
-    if isinstance(base, ReacherEnv):
-        low, high = base.action_space.low.astype(np.float64), base.action_space.high.astype(np.float64)
-
-        def reacher(state: State, action: Any) -> State:
-            base._set_state(state)
-            qpos, qvel = base._simulate(np.clip(np.asarray(action, dtype=np.float64), low, high))
-            return {"qpos": qpos, "qvel": qvel, "prev_qpos": np.array(state["qpos"], dtype=np.float64), "goal": state["goal"]}
-
-        return reacher
-    if isinstance(base, RotatingObjectEnv):
-        small = np.stack([rotation_from_vector(SMALL_ANGLE * axis) for axis in SMALL_AXES])
-        max_angle, box = base.max_angle, base.action_space
-
-        def rotation(state: State, action: Any) -> State:
-            if base.actions == "small":
-                r = small[int(action)]
-            else:
-                v = np.clip(np.asarray(action, dtype=np.float64), box.low, box.high)
-                r = rotation_from_vector(clip_rotation_vector(v, max_angle))
-            return {"orientation": orthonormalise(r @ state["orientation"]), "target": state["target"]}
-
-        return rotation
-    return None
+    base = env.unwrapped
+    if not isinstance(base, SymmetricEnv):
+        return None
+    return copy.deepcopy(base).next_state
 
 
 def task_distance(env: gym.Env, batch: StateBatch) -> np.ndarray:

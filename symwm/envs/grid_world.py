@@ -238,12 +238,7 @@ class GridWorldEnv(SymmetricEnv):
     def step(self, action: Any):
         """Apply one object motion; reward 1 and termination on reaching the goal (if any)."""
         self._require_started("step")
-        a = check_discrete_action(action, self.action_space)
-        if not self.action_space.contains(a):
-            raise ValueError(
-                f"action {a} ({self.action_name(a)}) is not in this env's allowed_actions {self.allowed}"
-            )
-        self._state.update(self._apply(self._state, a))
+        self._state = self._next_state(self._state, self._check_action(action))
         reached = self.goal_moves is not None and self._at_goal()
         return self._observation(), float(reached), bool(reached), False, self._info()
 
@@ -255,6 +250,17 @@ class GridWorldEnv(SymmetricEnv):
         return self._observation()
 
     # -- dynamics ---------------------------------------------------------------------------
+
+    def _check_action(self, action: Any) -> int:
+        a = check_discrete_action(action, self.action_space)
+        if not self.action_space.contains(a):
+            raise ValueError(
+                f"action {a} ({self.action_name(a)}) is not in this env's allowed_actions {self.allowed}"
+            )
+        return a
+
+    def _next_state(self, state: Mapping[str, np.ndarray], action: int) -> State:
+        return {**state, **self._apply(state, action)}
 
     def _apply(self, state: Mapping[str, np.ndarray], action: int) -> State:
         """The object part of the state after ``action`` (pure function of ``state``)."""

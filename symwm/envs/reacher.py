@@ -482,9 +482,16 @@ class ReacherEnv(SymmetricEnv):
             pymunk.PivotJoint(b1, b2, (0.5 * l1, 0.0), (-0.5 * l2, 0.0)),
         )
 
-    def _simulate(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Integrate one env step from the current state; return the new ``(qpos, qvel)``."""
-        self._load_bodies(self._state["qpos"], self._state["qvel"])
+    def _check_action(self, action: Any) -> np.ndarray:
+        return check_box_action(action, self.action_space)
+
+    def _next_state(self, state: Mapping[str, np.ndarray], action: np.ndarray) -> State:
+        qpos, qvel = self._simulate(state["qpos"], state["qvel"], action)
+        return {"qpos": qpos, "qvel": qvel, "prev_qpos": state["qpos"], "goal": state["goal"]}
+
+    def _simulate(self, qpos: np.ndarray, qvel: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Integrate one env step from ``(qpos, qvel)``; return the new ``(qpos, qvel)``."""
+        self._load_bodies(qpos, qvel)
         b1, b2 = self._bodies
         tau1, tau2 = self.gear * float(action[0]), self.gear * float(action[1])
         h = DT / SUBSTEPS
@@ -527,9 +534,8 @@ class ReacherEnv(SymmetricEnv):
     def step(self, action: Any):
         """Apply joint torques ``gear * action`` for one step of ``DT``."""
         self._require_started("step")
-        a = check_box_action(action, self.action_space)
-        qpos, qvel = self._simulate(a)
-        self._state = {"qpos": qpos, "qvel": qvel, "prev_qpos": self._state["qpos"], "goal": self._state["goal"]}
+        a = self._check_action(action)
+        self._state = self._next_state(self._state, a)
         distance = self.distance()
         reward = -distance - self.ctrl_cost * float(a @ a)
         return self._observation(), reward, False, False, self._info(distance)

@@ -214,6 +214,15 @@ class RotatingObjectEnv(SymmetricEnv):
 
     # -- SymmetricEnv hooks ----------------------------------------------------------------
 
+    def _check_action(self, action: Any) -> np.ndarray:
+        """The action's rotation matrix (small: the axis rotation; continuous: the norm-clipped vector's)."""
+        if self.actions == "small":
+            return self._small_rotations[check_discrete_action(action, self.action_space)]
+        return rotation_from_vector(clip_rotation_vector(check_box_action(action, self.action_space), self.max_angle))
+
+    def _next_state(self, state: Mapping[str, np.ndarray], rotation: np.ndarray) -> State:
+        return {"orientation": orthonormalise(rotation @ state["orientation"]), "target": state["target"]}
+
     def _get_state(self) -> State:
         return {"orientation": self._orientation, "target": self._target}
 
@@ -254,12 +263,7 @@ class RotatingObjectEnv(SymmetricEnv):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Rotate the object by the action (in the world frame); reward ``-distance`` to the target."""
         self._require_started("step")
-        if self.actions == "small":
-            rotation = self._small_rotations[check_discrete_action(action, self.action_space)]
-        else:
-            v = clip_rotation_vector(check_box_action(action, self.action_space), self.max_angle)
-            rotation = rotation_from_vector(v)
-        self._orientation = orthonormalise(rotation @ self._orientation)
+        self._orientation = self._next_state(self._get_state(), self._check_action(action))["orientation"]
         distance = self.distance()
         terminated = distance < self.goal_tolerance
         return self._observation(), -distance, terminated, False, self._info(distance)

@@ -109,6 +109,15 @@ class SymmetricEnv(gym.Env, ABC):
             else:
                 self._started = False
 
+    def next_state(self, state: Mapping[str, np.ndarray], action: Any) -> State:
+        """The state one step after ``state`` under ``action``: the dynamics as a pure function.
+
+        Renders nothing and leaves the environment as it is (planners call it many times).
+        The action is checked as in ``step``; ``state`` is trusted to be valid (from
+        ``get_state``, ``info["state"]`` or ``symmetry.act_on_state``).
+        """
+        return self._next_state(state, self._check_action(action))
+
     def validate_state(self, state: Mapping[str, Any]) -> State:
         """Check ``state`` against ``state_space`` and the env's constraints; return a clean copy."""
         if not isinstance(state, Mapping):
@@ -182,6 +191,14 @@ class SymmetricEnv(gym.Env, ABC):
     @abstractmethod
     def _set_state(self, state: State) -> None:
         """Install an already validated state."""
+
+    @abstractmethod
+    def _check_action(self, action: Any) -> Any:
+        """``action`` as the dynamics take it, or an error naming why it is not a valid action."""
+
+    @abstractmethod
+    def _next_state(self, state: Mapping[str, np.ndarray], action: Any) -> State:
+        """The pure transition for an already checked action (``step`` and ``next_state`` use it)."""
 
     @abstractmethod
     def _observation(self) -> np.ndarray:
