@@ -65,21 +65,11 @@ def _log(msg: str) -> None:
 
 def _dataset(path: Path, env_id: str, episodes: int, steps: int, seed: int, actions: str | None, twins: int | None) -> Path:
     """Collect unless a complete file with the same settings exists."""
-    from symwm.world_models.collect import collect
-    from symwm.world_models.datasets import DatasetError, open_dataset
+    from symwm.world_models.collect import ensure_collected
 
-    if path.exists():
-        try:
-            with open_dataset(path, expect_env_id=env_id) as f:
-                same = (f.n_episodes, f.episode_length, int(f.attrs["seed"]), f.n_twins) == (episodes, steps, seed, twins or 0)
-                same &= (f.attrs.get("actions") or None) == actions
-            if same:
-                _log(f"reusing {path}")
-                return path
-        except DatasetError:
-            pass
-    _log(f"collecting {episodes} episodes of {env_id} ({actions or 'all actions'}) -> {path}")
-    return collect(path, env_id, episodes, steps, seed=seed, actions=actions, twins=twins, progress=False)
+    path, collected = ensure_collected(path, env_id, episodes, steps, seed=seed, actions=actions, twins=twins, progress=False)
+    _log(f"{'collected' if collected else 'reusing'} {path} ({episodes} episodes of {env_id}, {actions or 'all actions'})")
+    return path
 
 
 def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]) -> list[str]:

@@ -394,6 +394,44 @@ def collect(
     return path
 
 
+
+def ensure_collected(
+    path: str | os.PathLike,
+    env_id: str,
+    n_episodes: int,
+    episode_length: int = 10,
+    **kwargs: Any,
+) -> tuple[Path, bool]:
+    """:func:`collect` unless ``path`` already holds a complete file made with the same settings.
+
+    Returns ``(path, collected_now)``. Settings compared: env id and kwargs, action subset, seed,
+    episode count and length, warm-up steps and twins; an incomplete, corrupt or different file is
+    replaced. Used by the demo and the benchmarks so that interrupted runs continue.
+    """
+    from symwm.world_models.datasets import DatasetError, open_dataset
+
+    twins = kwargs.get("twins")
+    wanted = {
+        "env_id": env_id,
+        "env_kwargs": json.dumps(dict(kwargs.get("env_kwargs") or {}), sort_keys=True),
+        "actions": kwargs.get("actions") or "",
+        "seed": int(kwargs.get("seed", 0)),
+        "n_episodes": int(n_episodes),
+        "episode_length": int(episode_length),
+        "warmup_steps": int(kwargs.get("warmup_steps", 0)),
+        "twins": "" if twins is None else str(twins),
+    }
+    path = Path(path)
+    if path.exists():
+        try:
+            with open_dataset(path, expect_env_id=env_id) as f:
+                if all(f.attrs.get(k) == v for k, v in wanted.items()):
+                    return path, False
+        except DatasetError:
+            pass
+    return collect(path, env_id, n_episodes, episode_length, **kwargs), True
+
+
 def _run(
     writer: "_Writer",
     env: gym.Env,

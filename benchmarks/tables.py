@@ -1,0 +1,451 @@
+"""Shared machinery of the paper-table scripts (``table1_blocks.py`` ... ``table5_beyond.py``).
+
+A table is a list of :class:`Setting` (one dataset recipe, one evaluation protocol, several model
+variants). For every setting and seed the runner
+
+1. collects the training and evaluation rollouts (cached in ``<work>/data``; a file is reused only
+   if it was made with exactly the same settings: :func:`symwm.world_models.collect.ensure_collected`),
+2. trains every variant and evaluates its best checkpoint in a pool of ``--jobs`` worker processes
+   with ``--threads`` threads each (one job = train, then evaluate; finished jobs are skipped and
+   interrupted ones resume from ``last.pt``, so a killed run continues where it stopped),
+3. writes ``<out>/<table>_<scale>.md`` (mean +- std over seeds, the paper's figure beside each cell),
+   ``.csv`` (one row per setting, variant and seed) and ``.png``.
+
+Seeds: seed ``s`` trains on rollouts with seed ``1000 s + 1``, evaluates on rollouts with seed
+``1000 s + 2`` (never seen in training) and initialises and shuffles with ``s``. Seed 0 therefore
+uses the same files as ``make demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALES = ("cpu", "paper")
+#: how the metrics are shown: label, scale factor, decimals
+METRICS = {
+    "hits@1": ("Hits@1 %", 1.0, 1),
+    "hits@5": ("Hits@5 %", 1.0, 1),
+    "hits@10": ("Hits@10 %", 1.0, 1),
+    "mrr": ("MRR %", 1.0, 1),
+    "hard_hits@1": ("Hard Hits@1 %", 1.0, 1),
+    "hard_mrr": ("Hard MRR %", 1.0, 1),
+    "ee": ("EE", 1.0, 3),
+    "die_sen": ("DIE(S) x1e-3", 1e3, 1),
+    "die_model": ("DIE(model) x1e-3", 1e3, 1),
+}
+
+
+@dataclass(frozen=True)
+class Data:
+    """A rollout recipe: random-policy episodes of ``steps`` recorded steps after ``warmup`` unrecorded ones."""
+
+    episodes: int
+    steps: int = 10
+    warmup: int = 0
+
+
+@dataclass
+class Setting:
+    """One block of a table: a training set, an evaluation protocol and the variants compared on it."""
+
+    key: str
+    """file-name-safe id, unique within the work directory"""
+    title: str
+    env_id: str
+    train: Data
+    eval: Data
+    variants: tuple[str, ...]
+    metrics: tuple[str, ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    size: str
+    horizon: int = 1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_actions: str | None = None
+    """action subset of the training data (``symwm collect --actions``); evaluation uses all actions"""
+    twins: int | str | None = None
+    """transformed twins of the evaluation episodes (needed for EE and DIE)"""
+    hard_negatives: int = 0
+    paper: dict[str, dict[str, str]] = field(default_factory=dict)
+    """the paper's figure per variant and metric, as printed there"""
+    sweep: tuple[str, float] | None = None
+    """(sweep name, x value) for settings that form a curve (data efficiency)"""
+
+
+# -------------------------------------------------------------------------------------------------
+# Files
+# -------------------------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower() or "all"
+
+
+def data_path(work: Path, env_id: str, data: Data, seed: int, actions: str | None, twins: Any, env_kwargs: dict) -> Path:
+    """Where a rollout file with these settings lives (distinct settings -> distinct names)."""
+    kw = "_".join(f"{k}-{_slug(str(v))}" for k, v in sorted(env_kwargs.items()))
+    name = f"{env_id.split('/')[-1]}_{_slug(actions or 'all')}_{data.episodes}x{data.steps}w{data.warmup}_tw{twins or 0}_s{seed}"
+    return work / "data" / (name + (f"_{kw}" if kw else "") + ".h5")
+
+
+def run_dir(work: Path, s: Setting, variant: str, seed: int) -> Path:
+    """A training run's directory."""
+    return work / "runs" / s.key / variant / f"seed{seed}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# -------------------------------------------------------------------------------------------------
+# One job: train one variant on one seed, then evaluate it (runs in a worker process)
+# -------------------------------------------------------------------------------------------------
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume) and evaluate; writes and returns ``eval.json`` of the run."""
+    import torch
+
+    from symwm.world_models.checkpoint import load_model
+    from symwm.world_models.evaluate import evaluate
+    from symwm.world_models.model import ModelSpec
+    from symwm.world_models.train import TrainConfig, train
+
+    torch.set_num_threads(int(job["threads"]))
+    out = Path(job["out_dir"])
+    result_path = out / "eval.json"
+    summary = out / "summary.json"
+    if not (summary.exists() and json.loads(summary.read_text()).get("finished")):
+        spec = ModelSpec(job["env_id"], job["variant"], job["size"], job["env_kwargs"])
+        cfg = TrainConfig(
+            dataset=job["dataset"], out_dir=str(out), epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"],
+            seed=job["seed"], device=job["device"], progress=False, tensorboard=False, resume=(out / "last.pt").exists(),
+        )
+        train(spec, cfg)
+    summary_data = json.loads(summary.read_text())
+    log_rows = list(csv.DictReader(open(out / "train_log.csv")))
+    device = "cuda" if job["device"] in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    model = load_model(out / "best.pt", device=device)
+    start = time.perf_counter()
+    metrics = evaluate(model, job["eval_dataset"], job["horizon"], device=device, seed=0, hard_negatives=job["hard_negatives"])
+    result = {
+        "metrics": metrics,
+        "eval_dataset": job["eval_dataset"],
+        "horizon": job["horizon"],
+        "hard_negatives": job["hard_negatives"],
+        "train_seconds": sum(float(r["seconds"]) for r in log_rows),
+        "eval_seconds": time.perf_counter() - start,
+        "best_epoch": summary_data.get("best_epoch"),
+        "best_loss": summary_data.get("best_loss"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": torch.cuda.get_device_name() if device == "cuda" else cpu_model(),
+        "threads": int(job["threads"]),
+    }
+    _write_json(result_path, result)
+    return result
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    """Whether a job's evaluation exists and matches its protocol."""
+    path = Path(job["out_dir"]) / "eval.json"
+    if not path.exists():
+        return False
+    r = json.loads(path.read_text())
+    return (r.get("eval_dataset"), r.get("horizon"), r.get("hard_negatives")) == (job["eval_dataset"], job["horizon"], job["hard_negatives"])
+
+
+# -------------------------------------------------------------------------------------------------
+# The runner
+# -------------------------------------------------------------------------------------------------
+
+
+def seeds_data(s: Setting, seed: int, work: Path) -> tuple[Path, Path]:
+    """Train and eval rollout paths of a setting for one seed."""
+    train = data_path(work, s.env_id, s.train, 1000 * seed + 1, s.train_actions, None, s.env_kwargs)
+    ev = data_path(work, s.env_id, s.eval, 1000 * seed + 2, None, s.twins, s.env_kwargs)
+    return train, ev
+
+
+def collect_all(settings: list[Setting], seeds: list[int], work: Path, n_envs: int) -> None:
+    """Collect every rollout file the table needs (cached)."""
+    from symwm.world_models.collect import ensure_collected
+
+    for s in settings:
+        for seed in seeds:
+            train, ev = seeds_data(s, seed, work)
+            for path, data, actions, twins, dseed in (
+                (train, s.train, s.train_actions, None, 1000 * seed + 1),
+                (ev, s.eval, None, s.twins, 1000 * seed + 2),
+            ):
+                start = time.perf_counter()
+                _, made = ensure_collected(
+                    path, s.env_id, data.episodes, data.steps, seed=dseed, env_kwargs=s.env_kwargs, actions=actions,
+                    warmup_steps=data.warmup, twins=twins, n_envs=n_envs, progress=False,
+                )
+                if made:
+                    _log(f"collected {path.name} in {time.perf_counter() - start:.0f} s")
+
+
+def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str, threads: int) -> list[dict[str, Any]]:
+    """One job per setting, variant and seed."""
+    jobs = []
+    for s in settings:
+        for seed in seeds:
+            train, ev = seeds_data(s, seed, work)
+            for v in s.variants:
+                jobs.append({
+                    "setting": s.key, "variant": v, "seed": seed, "env_id": s.env_id, "env_kwargs": s.env_kwargs,
+                    "size": s.size, "dataset": str(train), "eval_dataset": str(ev), "out_dir": str(run_dir(work, s, v, seed)),
+                    "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "device": device, "threads": threads,
+                    "horizon": s.horizon, "hard_negatives": s.hard_negatives,
+                })
+    return jobs
+
+
+def run_pool(jobs: list[dict[str, Any]], parallel: int) -> None:
+    """Run unfinished jobs in ``parallel`` worker processes (``python tables.py --job <file>``)."""
+    todo = [j for j in jobs if not _finished(j)]
+    _log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go, {parallel} at a time")
+    running: list[tuple[subprocess.Popen, dict[str, Any], float]] = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < parallel:
+            job = todo.pop(0)
+            out = Path(job["out_dir"])
+            out.mkdir(parents=True, exist_ok=True)
+            spec = out / "job.json"
+            _write_json(spec, job)
+            env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]), "MKL_NUM_THREADS": str(job["threads"])}
+            log = open(out / "job.log", "a")
+            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--job", str(spec)], stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append((proc, job, time.perf_counter()))
+        time.sleep(2)
+        for item in list(running):
+            proc, job, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            name = f"{job['setting']}/{job['variant']}/seed{job['seed']}"
+            if proc.returncode:
+                failed.append(name)
+                _log(f"FAILED {name} (exit {proc.returncode}); see {job['out_dir']}/job.log")
+            else:
+                m = json.loads((Path(job["out_dir"]) / "eval.json").read_text())["metrics"]
+                main = next(iter(k for k in ("hard_hits@1", "hits@1") if k in m))
+                _log(f"done {name} in {time.perf_counter() - t0:.0f} s: {main} {m[main]:.1f}; {len(todo)} queued, {len(running)} running")
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+
+
+# -------------------------------------------------------------------------------------------------
+# Reporting
+# -------------------------------------------------------------------------------------------------
+
+
+def collect_results(settings: list[Setting], seeds: list[int], work: Path) -> list[dict[str, Any]]:
+    """One row per setting, variant and seed that has an evaluation."""
+    rows = []
+    for s in settings:
+        for v in s.variants:
+            for seed in seeds:
+                path = run_dir(work, s, v, seed) / "eval.json"
+                if path.exists():
+                    r = json.loads(path.read_text())
+                    rows.append({"setting": s.key, "variant": v, "seed": seed, **r["metrics"],
+                                 "train_seconds": r["train_seconds"], "best_epoch": r["best_epoch"], "parameters": r["parameters"],
+                                 "device": r["device"]})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], setting: str, variant: str, metric: str) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n - 1) and count of a metric over seeds."""
+    vals = [r[metric] for r in rows if r["setting"] == setting and r["variant"] == variant and r.get(metric) not in (None, "")]
+    if not vals:
+        return math.nan, math.nan, 0
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
+
+
+def cell(rows: list[dict[str, Any]], s: Setting, variant: str, metric: str) -> str:
+    """``mean +- std`` in the metric's display units, with the paper's figure in brackets."""
+    _, factor, digits = METRICS[metric]
+    mean, std, n = summarise(rows, s.key, variant, metric)
+    text = "n/a" if n == 0 else f"{mean * factor:.{digits}f} ± {std * factor:.{digits}f}"
+    paper = s.paper.get(variant, {}).get(metric)
+    return text + (f" [{paper}]" if paper else "")
+
+
+def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[dict[str, Any]], seeds: list[int], scale: str, plot: str | None) -> str:
+    """The table file: one markdown table per setting."""
+    devices = sorted({r["device"] for r in rows})
+    lines = [f"# {title} ({scale} scale)", "", *intro, "",
+             f"Seeds {', '.join(map(str, seeds))}; cells are mean ± standard deviation over seeds (n - 1), the paper's "
+             "figure in [brackets] where it reports one (Park et al., earlier full version, arXiv 2204.11371). "
+             f"Hardware: {'; '.join(devices) or 'n/a'}.", ""]
+    for s in settings:
+        variants = list(s.variants)
+        acts = f"trained on `{s.train_actions}`" if s.train_actions else "trained on all actions"
+        lines += [f"## {s.title}", "",
+                  f"`{s.env_id}` {json.dumps(s.env_kwargs) if s.env_kwargs else ''} {acts}; {s.train.episodes} x {s.train.steps} training "
+                  f"transitions{f' after {s.train.warmup} warm-up steps' if s.train.warmup else ''}; evaluation on "
+                  f"{s.eval.episodes} episodes with all actions, other seeds, {s.horizon}-step prediction"
+                  f"{f', {s.twins} twins' if s.twins else ''}{f', {s.hard_negatives} hard negatives' if s.hard_negatives else ''}. "
+                  f"`{s.size}` models, {s.epochs} epochs, batch {s.batch_size}, Adam lr {s.lr}.", ""]
+        lines.append("| model | " + " | ".join(METRICS[m][0] for m in s.metrics) + " | params | train s |")
+        lines.append("|---" * (len(s.metrics) + 3) + "|")
+        for v in variants:
+            sel = [r for r in rows if r["setting"] == s.key and r["variant"] == v]
+            params = f"{int(sel[0]['parameters']):,}" if sel else ""
+            secs = f"{np.mean([r['train_seconds'] for r in sel]):.0f}" if sel else ""
+            lines.append(f"| {v} | " + " | ".join(cell(rows, s, v, m) for m in s.metrics) + f" | {params} | {secs} |")
+        lines.append("")
+    if plot:
+        lines += [f"![{title}]({plot})", ""]
+    return "\n".join(lines)
+
+
+def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric_of: Callable[[Setting], str]) -> None:
+    """Bars (mean, std, every seed as a dot) per setting and variant, the paper's figure as a black tick; sweeps as curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = [s for s in settings if s.sweep is None]
+    sweeps: dict[str, list[Setting]] = {}
+    for s in settings:
+        if s.sweep is not None:
+            sweeps.setdefault(s.sweep[0], []).append(s)
+    panels = len(blocks) + len(sweeps)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels + 0.4, 3.4), squeeze=False)
+    for ax, s in zip(axes[0], blocks):
+        m = metric_of(s)
+        label, factor, _ = METRICS[m]
+        for i, v in enumerate(s.variants):
+            mean, std, n = summarise(rows, s.key, v, m)
+            ax.bar(i, mean * factor, yerr=std * factor, color=f"C{i}", alpha=0.75, capsize=3)
+            vals = [r[m] * factor for r in rows if r["setting"] == s.key and r["variant"] == v]
+            ax.plot([i] * len(vals), vals, "k.", ms=4)
+            paper = s.paper.get(v, {}).get(m)
+            if paper:
+                ax.plot([i - 0.4, i + 0.4], [float(paper.split()[0])] * 2, "k-", lw=2)
+        ax.set_xticks(range(len(s.variants)), s.variants)
+        ax.set_ylabel(label)
+        ax.set_title(s.title, fontsize=8)
+    for ax, (name, group) in zip(axes[0][len(blocks):], sweeps.items()):
+        group = sorted(group, key=lambda s: s.sweep[1])
+        m = metric_of(group[0])
+        label, factor, _ = METRICS[m]
+        for i, v in enumerate(group[0].variants):
+            xs = [s.sweep[1] for s in group]
+            stats = [summarise(rows, s.key, v, m) for s in group]
+            ax.errorbar(xs, [st[0] * factor for st in stats], yerr=[st[1] * factor for st in stats], marker="o", capsize=3, label=v, color=f"C{i}")
+        ax.set_xscale("log")
+        ax.set_xlabel("training transitions")
+        ax.set_ylabel(label)
+        ax.set_title(name, fontsize=8)
+        ax.legend(fontsize=8)
+    fig.suptitle("black ticks: the paper's figure; dots: seeds", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(name: str, title: str, intro: list[str], settings: list[Setting], seeds: list[int], work: Path, out: Path, scale: str,
+                 metric_of: Callable[[Setting], str]) -> Path:
+    """Write ``<out>/<name>_<scale>.{md,csv,png}`` from the runs' evaluations."""
+    rows = collect_results(settings, seeds, work)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}_{scale}"
+    keys = ["setting", "variant", "seed", *METRICS, "train_seconds", "best_epoch", "parameters", "device"]
+    tmp = out / f".{stem}.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out / f"{stem}.csv")
+    plot(out / f"{stem}.png", settings, rows, metric_of)
+    md = out / f"{stem}.md"
+    tmp = out / f".{stem}.md.tmp"
+    tmp.write_text(markdown(title, intro, settings, rows, seeds, scale, f"{stem}.png"))
+    os.replace(tmp, md)
+    return md
+
+
+# -------------------------------------------------------------------------------------------------
+# Command line shared by the table scripts
+# -------------------------------------------------------------------------------------------------
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every table script takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--scale", choices=SCALES, default="cpu", help="cpu: minutes per run on a CPU; paper: the paper's sizes and 100 epochs (GPU)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--work", default=None, help="runs and rollouts (default: runs/bench/<scale>)")
+    p.add_argument("--out", default=None, help="where the tables go (default: benchmarks/results/tables; --quick: <work>/results)")
+    p.add_argument("--only", nargs="+", default=None, help="only these setting keys")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny data, 1 epoch, 1 seed (into runs/bench/quick)")
+    return p
+
+
+def main(name: str, title: str, intro: list[str], build: Callable[[str, bool], list[Setting]], metric_of: Callable[[Setting], str],
+         argv: list[str] | None = None) -> Path:
+    """Run a table script: collect, train and evaluate what is missing, then write the report."""
+    args = parser(title).parse_args(argv)
+    if args.quick:
+        args.seeds = args.seeds[:1]
+    settings = build(args.scale, args.quick)
+    if args.only:
+        unknown = set(args.only) - {s.key for s in settings}
+        if unknown:
+            raise SystemExit(f"unknown setting(s) {sorted(unknown)}; known: {[s.key for s in settings]}")
+        settings = [s for s in settings if s.key in args.only]
+    work = Path(args.work or ROOT / "runs" / "bench" / ("quick" if args.quick else args.scale))
+    out = Path(args.out) if args.out else work / "results" if args.quick else ROOT / "benchmarks" / "results" / "tables"
+    start = time.perf_counter()
+    if not args.report_only:
+        _log(f"{name}: {len(settings)} setting(s), seeds {args.seeds}, work dir {work}")
+        collect_all(settings, args.seeds, work, n_envs=max(1, args.jobs * args.threads))
+        run_pool(make_jobs(settings, args.seeds, work, args.device, args.threads), args.jobs)
+    intro = [*intro, "", f"Made by `python benchmarks/{name}.py --scale {args.scale}` (Python {platform.python_version()}); "
+             f"{args.jobs} runs at a time with {args.threads} thread(s) each."]
+    md = write_report(name, title, intro, settings, args.seeds, work, out, args.scale, metric_of)
+    _log(f"wrote {md} ({(time.perf_counter() - start) / 60:.1f} min)")
+    return md
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--job":
+        run_job(json.loads(Path(sys.argv[2]).read_text()))
+    else:
+        raise SystemExit("run one of the table scripts (benchmarks/table*.py); this module is their shared runner")
