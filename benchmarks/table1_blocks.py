@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import Data, Setting, main  # noqa: E402
+from paper_tables import Data, Setting, main  # noqa: E402
 
 #: the paper's figures (earlier full version), as printed
 PAPER = {

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import Data, Setting, main  # noqa: E402
+from paper_tables import Data, Setting, main  # noqa: E402
 
 PAPER = {
     "none": {"mrr": "88.3 ± 3.3", "hits@10": "100"},

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_tables import main  # noqa: E402
 from table1_blocks import grid_setting  # noqa: E402
-from tables import main  # noqa: E402
 
 PAPER = {"none": {"hits@10": "2.8"}, "full": {"hits@10": "100"}, "ours": {"hits@10": "100"}}
 

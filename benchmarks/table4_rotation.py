@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import Data, Setting, main  # noqa: E402
+from paper_tables import Data, Setting, main  # noqa: E402
 
 PAPER = {
     "small": {"none": {"hard_hits@1": "0.1"}, "matmul": {"hard_hits@1": "31.6"}, "ours": {"hard_hits@1": "39.7"}},

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_tables import Data, main  # noqa: E402
 from table1_blocks import grid_setting  # noqa: E402
-from tables import Data, main  # noqa: E402
 
 METRICS = ("hits@1", "mrr", "die_model")
 SIZES = (125, 250, 500, 1000)

@@ -18,6 +18,7 @@ from symwm.world_models import collect as collect_module
 from symwm.world_models.collect import (
     FORMAT_VERSION,
     collect,
+    ensure_collected,
     episode_seeds,
     parse_action_subset,
 )
@@ -466,3 +467,19 @@ def test_episodes_continue_past_termination(tmp_path):
         for t in range(6):
             env.step(int(a["actions"][i, t]))
             np.testing.assert_array_equal(env.get_state()["positions"], a["states/positions"][i, t + 1])
+
+
+def test_ensure_collected_reuses_only_identical_files(tmp_path):
+    path = tmp_path / "d.h5"
+    kw = dict(seed=4, env_kwargs=SHAPES_KW, actions="no-left", progress=False)
+    assert ensure_collected(path, SHAPES, 2, 3, **kw) == (path, True)
+    stamp = path.stat().st_mtime_ns
+    assert ensure_collected(path, SHAPES, 2, 3, **kw) == (path, False)
+    assert path.stat().st_mtime_ns == stamp
+    assert ensure_collected(path, SHAPES, 2, 3, **{**kw, "seed": 5})[1]  # another seed: recollected
+    with open_dataset(path) as f:
+        assert f.attrs["seed"] == 5
+    path.write_bytes(b"not hdf5")  # a corrupt file is replaced, not trusted
+    assert ensure_collected(path, SHAPES, 2, 3, **kw)[1]
+    with open_dataset(path) as f:
+        assert f.n_episodes == 2

@@ -272,3 +272,20 @@ def test_sen_pool_must_divide_the_image():
     spec = ModelSpec("symwm/Cubes3D-v0", "ours", "cpu", env_kwargs={"resolution": 17})
     with pytest.raises(ValueError, match="sen_pool=2 must divide the image size 17x17"):
         build_model(spec, initialize=False)
+
+
+def test_padded_input_conv_is_the_same_function_and_parameters():
+    from symwm.world_models.models.grid import PaddedInputConv2d
+
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(3, 5, 3, padding=1)
+    padded = PaddedInputConv2d(3, 5, 3, padding=1, force=True)  # force: the CUDA path, on CPU
+    padded.load_state_dict(plain.state_dict())
+    assert list(padded.state_dict()) == list(plain.state_dict())
+    x = torch.rand(4, 3, 10, 10, requires_grad=True)
+    y0, y1 = plain(x), padded(x)
+    assert torch.allclose(y0, y1, atol=1e-6)
+    g0 = torch.autograd.grad(y0.square().sum(), (x, plain.weight, plain.bias))
+    g1 = torch.autograd.grad(y1.square().sum(), (x, padded.weight, padded.bias))
+    for a, b in zip(g0, g1):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)

@@ -27,7 +27,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -227,7 +227,7 @@ def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str
 
 
 def run_pool(jobs: list[dict[str, Any]], parallel: int) -> None:
-    """Run unfinished jobs in ``parallel`` worker processes (``python tables.py --job <file>``)."""
+    """Run unfinished jobs in ``parallel`` worker processes (``python paper_tables.py --job <file>``)."""
     todo = [j for j in jobs if not _finished(j)]
     _log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go, {parallel} at a time")
     running: list[tuple[subprocess.Popen, dict[str, Any], float]] = []
@@ -413,6 +413,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--work", default=None, help="runs and rollouts (default: runs/bench/<scale>)")
     p.add_argument("--out", default=None, help="where the tables go (default: benchmarks/results/tables; --quick: <work>/results)")
     p.add_argument("--only", nargs="+", default=None, help="only these setting keys")
+    p.add_argument("--variants", nargs="+", default=None, help="only these model variants")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny data, 1 epoch, 1 seed (into runs/bench/quick)")
     return p
@@ -430,6 +431,9 @@ def main(name: str, title: str, intro: list[str], build: Callable[[str, bool], l
         if unknown:
             raise SystemExit(f"unknown setting(s) {sorted(unknown)}; known: {[s.key for s in settings]}")
         settings = [s for s in settings if s.key in args.only]
+    if args.variants:
+        for s in settings:
+            s.variants = tuple(v for v in s.variants if v in args.variants)
     work = Path(args.work or ROOT / "runs" / "bench" / ("quick" if args.quick else args.scale))
     out = Path(args.out) if args.out else work / "results" if args.quick else ROOT / "benchmarks" / "results" / "tables"
     start = time.perf_counter()

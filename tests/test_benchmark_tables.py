@@ -1,0 +1,52 @@
+"""The paper-table runner (benchmarks/paper_tables.py) end to end on a tiny table: runs, resumes, reports."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import paper_tables as tables  # noqa: E402
+import table1_blocks  # noqa: E402
+
+
+@pytest.mark.slow
+def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
+    argv = ["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--jobs", "2"]
+    md = table1_blocks.main("table1_blocks", "t1", table1_blocks.INTRO, table1_blocks.build, lambda s: "hits@1", argv)
+    text = md.read_text()
+    for variant in ("none", "full", "ours"):
+        assert f"| {variant} |" in text
+    assert "[99.9 ± 0.0]" in text  # the paper's figure beside ours
+    rows = list(csv.DictReader(open(tmp_path / "out" / "table1_blocks_cpu.csv")))
+    assert sorted(r["variant"] for r in rows) == ["full", "none", "ours"]
+    assert all(0.0 <= float(r["hits@1"]) <= 100.0 and float(r["ee"]) >= 0.0 for r in rows)
+    assert (tmp_path / "out" / "table1_blocks_cpu.png").stat().st_size > 0
+    capsys.readouterr()
+    table1_blocks.main("table1_blocks", "t1", table1_blocks.INTRO, table1_blocks.build, lambda s: "hits@1", argv)
+    assert "3 of 3 runs already done" in capsys.readouterr().out
+
+
+def test_summary_statistics_and_cells():
+    s = table1_blocks.build("cpu", False)[0]
+    rows = [{"setting": s.key, "variant": "ours", "hits@1": v} for v in (90.0, 94.0, 98.0)]
+    assert tables.summarise(rows, s.key, "ours", "hits@1") == (94.0, 4.0, 3)
+    assert tables.cell(rows, s, "ours", "hits@1") == "94.0 ± 4.0 [99.9 ± 0.0]"
+    assert tables.cell(rows, s, "none", "hits@1") == "n/a [52.3 ± 14]"
+
+
+def test_distinct_settings_get_distinct_files(tmp_path):
+    a = tables.data_path(tmp_path, "symwm/Cubes3D-v0", tables.Data(1000), 1, "no-left", None, {})
+    b = tables.data_path(tmp_path, "symwm/Cubes3D-v0", tables.Data(1000), 1, "no-left", None, {"symmetry": "D4"})
+    c = tables.data_path(tmp_path, "symwm/Cubes3D-v0", tables.Data(1000), 1, "no-up", None, {})
+    assert len({a, b, c}) == 3
+
+
+def test_unknown_setting_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="unknown setting"):
+        table1_blocks.main("t", "t", [], table1_blocks.build, lambda s: "hits@1", ["--quick", "--only", "nope", "--work", str(tmp_path)])
