@@ -28,7 +28,7 @@ def build(scale: str, quick: bool) -> list[Setting]:
         hp = dict(size="paper", epochs=100, batch_size=256, lr=5e-4)
         train, ev = Data(2000), Data(1000)
     else:
-        hp = dict(size="cpu", epochs=15, batch_size=256, lr=1e-3)
+        hp = dict(size="cpu", epochs=10, batch_size=256, lr=1e-3)
         train, ev = Data(1000), Data(1000)
     if quick:
         hp.update(epochs=1, batch_size=64)
