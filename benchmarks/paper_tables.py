@@ -364,6 +364,8 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
             stats = [summarise(rows, s.key, v, m) for s in group]
             ax.errorbar(xs, [st[0] * factor for st in stats], yerr=[st[1] * factor for st in stats], marker="o", capsize=3, label=v, color=f"C{i}")
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(xs, [f"{x:,.0f}" for x in xs])
         ax.set_xlabel("training transitions")
         ax.set_ylabel(label)
         ax.set_title(name, fontsize=8)
