@@ -147,7 +147,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         )
         train(spec, cfg)
     summary_data = json.loads(summary.read_text())
-    log_rows = list(csv.DictReader(open(out / "train_log.csv")))
+    with open(out / "train_log.csv", newline="") as fh:
+        log_rows = list(csv.DictReader(fh))
     device = "cuda" if job["device"] in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     model = load_model(out / "best.pt", device=device)
     start = time.perf_counter()
