@@ -31,8 +31,9 @@ SCALE = {
 
 
 def grid_setting(scale: str, quick: bool, key: str, title: str, env_id: str = "symwm/Cubes3D-v0", held_out: str = "left",
-                 variants: tuple[str, ...] = ("none", "full", "ours"), episodes: int = 1000, **kw) -> Setting:
-    """A grid-world generalisation setting: trained without ``held_out``, 10-step prediction on all actions.
+                 variants: tuple[str, ...] = ("none", "full", "ours"), episodes: int = 1000, train_actions: str | None = None,
+                 **kw) -> Setting:
+    """A grid-world generalisation setting: trained without ``held_out`` (or on ``train_actions``), 10-step prediction on all actions.
 
     The paper's data: 1000 training episodes of 10 steps, 1000 evaluation episodes (the authors'
     release generates both with a 10-step time limit).
@@ -44,7 +45,7 @@ def grid_setting(scale: str, quick: bool, key: str, title: str, env_id: str = "s
     opts.update(kw)
     return Setting(
         key=key, title=title, env_id=env_id, train=Data(40 if quick else episodes), eval=Data(40 if quick else 1000),
-        variants=variants, train_actions=f"no-{held_out}", **hp, **opts,
+        variants=variants, train_actions=train_actions or f"no-{held_out}", **hp, **opts,
     )
 
 
