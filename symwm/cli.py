@@ -85,7 +85,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from symwm.world_models.collect import collect
 
     twins = args.twins
-    if twins is not None and twins != "all":
+    if twins is not None and twins not in ("all", "quarter-turn"):
         twins = int(twins)
     path = collect(
         args.out, args.env, args.episodes, args.steps, seed=args.seed,
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="recorded steps per episode (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=0, help="unrecorded random steps before each episode (the paper's Reacher: 50)")
     p.add_argument("--actions", default=None, help="action subset, e.g. 'no-left', 'up', '1>=0' (second torque positive)")
-    p.add_argument("--twins", default=None, help="transformed twins: 'all' elements of a finite group or a number of sampled elements")
+    p.add_argument("--twins", default=None, help="transformed twins: 'quarter-turn' (the element the release's EE and DIE use), 'all' elements of a finite group, or a number of sampled elements")
     p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option (repeatable), e.g. symmetry=D4")
     p.add_argument("--seed", type=int, default=0, help="seed of episodes and policy (default: %(default)s)")
     p.add_argument("--n-envs", type=int, default=1, help="parallel environments (gymnasium AsyncVectorEnv)")

@@ -15,19 +15,14 @@ import gymnasium as gym
 import numpy as np
 
 from symwm.envs import ENV_IDS
-from symwm.envs.groups import DihedralElement, rotation_from_vector, transform_grid
+from symwm.envs.groups import DihedralElement, transform_grid
 
 QUARTER_TURN = DihedralElement(rotation=1, reflection=False)
 
 
 def quarter_turn(env: gym.Env):
     """The group element 'rotate by 90 degrees counter-clockwise' (about the view axis) of ``env``."""
-    group = env.unwrapped.symmetry.group
-    if group.name == "SO(3)":
-        return rotation_from_vector(np.array([0.0, 0.0, np.pi / 2]))
-    if hasattr(group, "factors"):  # grid worlds: (planar, permutation)
-        return (QUARTER_TURN, group.factors[1].identity())
-    return QUARTER_TURN
+    return env.unwrapped.symmetry.quarter_turn()
 
 
 def rgb(frame: np.ndarray) -> np.ndarray:

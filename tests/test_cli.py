@@ -55,11 +55,15 @@ def test_collect_train_eval(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path):
-    cfg = DemoConfig(out=str(tmp_path / "demo"), train_episodes=30, eval_episodes=12, steps=4, twins=2, epochs=1, batch_size=40, horizon=3)
+    cfg = DemoConfig(out=str(tmp_path / "demo"), train_transitions=120, eval_episodes=12, steps=4, epochs=1, batch_size=40, horizon=3,
+                     val_fraction=0.2)
     report = run_demo(cfg)
     text = report.read_text()
     assert "| ours |" in text and "| none |" in text and "Hits@1" in text
-    for name in ("training_curves.png", "latents.png", "gallery.png", "eval.md", "eval.csv"):
+    assert "EE" in text and "DIE(model)" in text and "ranked among all 12" in text
+    result = json.loads((tmp_path / "demo" / "demo_result.json").read_text())
+    assert result["results"]["ours"]["episodes"] == 12 and result["wall_s"] > 0
+    for name in ("training_curves.png", "latents.png", "gallery.png", "eval.md", "eval.csv", "eval_seen.csv"):
         assert (tmp_path / "demo" / name).exists(), name
     before = (tmp_path / "demo" / "ours" / "best.pt").stat().st_mtime_ns
     run_demo(cfg)  # everything complete: data reused, training skipped

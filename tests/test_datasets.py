@@ -85,8 +85,9 @@ def test_layout_and_attributes(shapes_path):
     assert data["episode_seeds"].tolist() == [episode_seeds(3, i)[0] for i in range(3)]
     with h5py.File(shapes_path) as f:
         attrs = dict(f.attrs)
-        assert f["obs"].chunks == (1, 6, 50, 50, 3) and f["obs"].compression == "gzip"
-        assert f["twins/obs"].chunks == (1, 1, 6, 50, 50, 3)
+        # episodes share a chunk up to CHUNK_BYTES of observations (here 405 kB each, twins included)
+        assert f["obs"].chunks == (2, 6, 50, 50, 3) and f["obs"].compression == "gzip"
+        assert f["twins/obs"].chunks == (2, 1, 6, 50, 50, 3)
     assert attrs["format_version"] == FORMAT_VERSION and attrs["complete"]
     assert attrs["env_id"] == SHAPES and json.loads(attrs["env_kwargs"]) == SHAPES_KW
     assert attrs["actions"] == "no-left" and attrs["policy"] == "random" and attrs["seed"] == 3
@@ -348,7 +349,7 @@ def test_wrong_env_and_corrupt_chunk(shapes_path, tmp_path):
     bad = tmp_path / "flipped.h5"
     shutil.copy(shapes_path, bad)
     with h5py.File(bad) as f:
-        chunk = f["obs"].id.get_chunk_info(1)  # episode 1's frames
+        chunk = f["obs"].id.get_chunk_info(1)  # the second chunk: episode 2's frames (two episodes per chunk)
     raw = bytearray(bad.read_bytes())
     for k in range(chunk.byte_offset + 100, chunk.byte_offset + 140):
         raw[k] ^= 0xFF
@@ -357,9 +358,9 @@ def test_wrong_env_and_corrupt_chunk(shapes_path, tmp_path):
         TransitionDataset(bad)  # loads everything: the checksum fails
     assert str(bad) in str(info.value)
     lazy = TransitionDataset(bad, in_memory=False)
-    lazy[0]  # episode 0 is intact
+    lazy[5]  # episode 1, in the first chunk, is intact
     with pytest.raises(DatasetError, match="corrupt"):
-        lazy[5]  # episode 1
+        lazy[10]  # episode 2
 
 
 # -------------------------------------------------------------------------------------------------

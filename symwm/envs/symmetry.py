@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from symwm.envs.groups import Group
+from symwm.envs.groups import DihedralElement, Group, rotation_from_vector
 
 State = dict[str, np.ndarray]
 
@@ -64,6 +64,19 @@ class EnvSymmetry(ABC):
                 diff = np.angle(np.exp(1j * diff))
             worst = max(worst, float(np.max(np.abs(diff), initial=0.0)))
         return worst
+
+    def quarter_turn(self) -> Any:
+        """The element "rotate by 90 degrees counter-clockwise" (about the view axis; objects keep their labels).
+
+        The authors' release measures EE and DIE at this one element. Planar groups: rotation 1;
+        grid worlds: (rotation 1, identity permutation); SO(3): 90 degrees about the z axis.
+        """
+        group = self.group
+        if group.name == "SO(3)":
+            return rotation_from_vector(np.array([0.0, 0.0, np.pi / 2]))
+        if hasattr(group, "factors"):  # (planar, permutation)
+            return (DihedralElement(1, False), group.factors[1].identity())
+        return DihedralElement(1, False)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(group={self.group.name}, action_group={self.action_group.name})"

@@ -56,6 +56,9 @@ FORMAT_VERSION = 1
 COMPRESSIONS = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}
 DEFAULT_COMPRESSION = "gzip"
 
+#: ``twins=`` value for the single element the release's EE and DIE use
+QUARTER_TURN = "quarter-turn"
+
 _BOX_CONSTRAINT = re.compile(r"^(\d+)\s*(>=|<=)\s*(\S+)$")
 
 
@@ -206,19 +209,30 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
 def choose_twin_elements(env: gym.Env, twins: str | int, seed: int) -> tuple[list[Any], np.ndarray | None]:
     """The group elements of a dataset's transformed twins and, for finite groups, their indices.
 
-    ``"all"``: every element of ``env.symmetry.action_group`` (finite groups only); an int ``n``:
+    ``"quarter-turn"``: the one element the authors' release measures EE and DIE at
+    (``env.symmetry.quarter_turn()``); ``"all"``: every element of ``env.symmetry.action_group``
+    (finite groups only); an int ``n``:
     ``n`` distinct elements (finite groups, sorted by index) or ``n`` Haar samples (SO(3)) drawn
     from a generator seeded by ``SeedSequence(seed, spawn_key=(1,))``.
     """
-    group = env.unwrapped.symmetry.action_group
+    sym = env.unwrapped.symmetry
+    group = sym.action_group
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    if twins == QUARTER_TURN:
+        g = sym.quarter_turn()
+        if not group.contains(g):
+            raise ValueError(f"the quarter turn {g!r} is not in the action group {group.name}")
+        if not group.is_finite:
+            return [g], None
+        index = next(i for i, h in enumerate(group.elements()) if group.equal(g, h))
+        return [g], np.array([index], dtype=np.int64)
     if twins == "all":
         if not group.is_finite:
             raise ValueError(f"twins='all' needs a finite action group, but it is {group.name}; pass an int")
         elements = group.elements()
         return elements, np.arange(len(elements), dtype=np.int64)
     if isinstance(twins, bool) or not isinstance(twins, (int, np.integer)) or twins < 1:
-        raise ValueError(f"twins must be None, 'all' or a positive int, got {twins!r}")
+        raise ValueError(f"twins must be None, '{QUARTER_TURN}', 'all' or a positive int, got {twins!r}")
     n = int(twins)
     if not group.is_finite:
         return [group.sample(rng) for _ in range(n)], None
@@ -382,6 +396,7 @@ def collect(
             with h5py.File(tmp, "w") as h5:
                 writer = _Writer(h5, env, n_episodes, episode_length, attrs, compression, elements, indices)
                 _run(writer, env, factory, policy_space, n_envs, n_episodes, warmup_steps, episode_length, seed, progress)
+                writer.flush()
                 h5.attrs["complete"] = True  # last: readers refuse files without it
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -485,8 +500,19 @@ def _run(
         runner.close()
 
 
+#: target raw size of one HDF5 chunk (and of one buffered block of episodes written at once): short
+#: episodes (the release's one-step recipe) share a chunk instead of paying per-chunk overhead
+CHUNK_BYTES = 1 << 20
+
+
 class _Writer:
-    """Creates the datasets of a rollout file and writes one episode (and its twins) at a time."""
+    """Creates the datasets of a rollout file and writes episodes (and their twins) a block at a time.
+
+    Episodes arrive in index order through :meth:`write` and are buffered; every ``block``
+    episodes (one chunk's worth of observations, at least one episode) they are written with one
+    slice assignment per dataset. :meth:`flush` writes the rest and must be called before the file
+    is marked complete.
+    """
 
     def __init__(
         self,
@@ -508,24 +534,28 @@ class _Writer:
         self.discrete = isinstance(space, spaces.Discrete)
         act_shape, act_dtype = ((), np.int64) if self.discrete else (tuple(space.shape), np.float32)
         state_spaces = self.env.state_space.spaces
+        episode_bytes = (length + 1) * int(np.prod(obs_shape)) * (1 + (len(elements) if elements is not None else 0))
+        self.block = int(min(n, max(1, CHUNK_BYTES // episode_bytes)))  # episodes per chunk and per write
+        self.buffer: dict[str, list[np.ndarray]] = {}
+        self.first = 0  # index of the first buffered episode
 
-        def make(name: str, shape: tuple[int, ...], dtype: Any, chunk_lead: tuple[int, ...]) -> None:
-            chunks = chunk_lead + shape[len(chunk_lead):]
-            h5.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, **opts)
+        def make(name: str, shape: tuple[int, ...], dtype: Any, per_chunk: tuple[int, ...] = ()) -> None:
+            lead = (self.block,) + per_chunk
+            h5.create_dataset(name, shape=shape, dtype=dtype, chunks=lead + shape[len(lead):], **opts)
 
-        make("obs", (n, length + 1) + obs_shape, np.uint8, (1,))
-        make("actions", (n, length) + act_shape, act_dtype, (1,))
-        make("rewards", (n, length), np.float32, (1,))
+        make("obs", (n, length + 1) + obs_shape, np.uint8)
+        make("actions", (n, length) + act_shape, act_dtype)
+        make("rewards", (n, length), np.float32)
         for key, sp in state_spaces.items():
-            make(f"states/{key}", (n, length + 1) + tuple(sp.shape), sp.dtype, (1,))
-        h5.create_dataset("episode_seeds", shape=(n,), dtype=np.int64)
+            make(f"states/{key}", (n, length + 1) + tuple(sp.shape), sp.dtype)
+        make("episode_seeds", (n,), np.int64)
         if elements is None:
             return
         g = len(elements)
-        make("twins/obs", (n, g, length + 1) + obs_shape, np.uint8, (1, 1))
-        make("twins/actions", (n, g, length) + act_shape, act_dtype, (1,))
+        make("twins/obs", (n, g, length + 1) + obs_shape, np.uint8, (1,))
+        make("twins/actions", (n, g, length) + act_shape, act_dtype)
         for key, sp in state_spaces.items():
-            make(f"twins/states/{key}", (n, g, length + 1) + tuple(sp.shape), sp.dtype, (1,))
+            make(f"twins/states/{key}", (n, g, length + 1) + tuple(sp.shape), sp.dtype)
         group = self.env.symmetry.action_group
         if indices is not None:
             ds = h5.create_dataset("twins/elements", data=indices)
@@ -537,6 +567,9 @@ class _Writer:
         ds.attrs["group"] = "action_group"
         ds.attrs["group_name"] = group.name
 
+    def _add(self, name: str, value: np.ndarray) -> None:
+        self.buffer.setdefault(name, []).append(value)
+
     def write(
         self,
         i: int,
@@ -546,27 +579,42 @@ class _Writer:
         states: Mapping[str, np.ndarray],
         reset_seed: int,
     ) -> None:
-        """Store episode ``i`` (obs [T+1, ...], actions [T, ...], rewards [T], states [T+1, ...]) and its twins."""
-        h5 = self.h5
-        h5["obs"][i] = obs
-        h5["actions"][i] = actions
-        h5["rewards"][i] = rewards.astype(np.float32)
+        """Buffer episode ``i`` (obs [T+1, ...], actions [T, ...], rewards [T], states [T+1, ...]) and its twins."""
+        if i != self.first + len(self.buffer.get("obs", ())):
+            raise ValueError(f"episodes must be written in order: got {i}")
+        self._add("obs", obs)
+        self._add("actions", actions)
+        self._add("rewards", rewards.astype(np.float32))
         for key, value in states.items():
-            h5[f"states/{key}"][i] = value
-        h5["episode_seeds"][i] = reset_seed
+            self._add(f"states/{key}", value)
+        self._add("episode_seeds", np.int64(reset_seed))
         if self.elements is not None:
-            self._write_twins(i, actions, states)
+            self._add_twins(actions, states)
+        if len(self.buffer["obs"]) >= self.block:
+            self.flush()
 
-    def _write_twins(self, i: int, actions: np.ndarray, states: Mapping[str, np.ndarray]) -> None:
-        env, sym, h5 = self.env, self.env.symmetry, self.h5
+    def flush(self) -> None:
+        """Write the buffered episodes (one slice assignment per dataset)."""
+        count = len(self.buffer.get("obs", ()))
+        if not count:
+            return
+        rows = slice(self.first, self.first + count)
+        for name, values in self.buffer.items():
+            self.h5[name][rows] = np.stack(values)
+        self.first += count
+        self.buffer = {}
+
+    def _add_twins(self, actions: np.ndarray, states: Mapping[str, np.ndarray]) -> None:
+        env, sym = self.env, self.env.symmetry
         steps = len(actions) + 1
-        twin_actions, twin_states = [], {k: [] for k in states}
-        for gi, g in enumerate(self.elements):
+        twin_obs, twin_actions, twin_states = [], [], {k: [] for k in states}
+        for g in self.elements:
             moved = [sym.act_on_state(g, {k: v[t] for k, v in states.items()}) for t in range(steps)]
-            h5["twins/obs"][i, gi] = np.stack([env.observation_of(s) for s in moved])  # [T+1, H, W, C]
+            twin_obs.append(np.stack([env.observation_of(s) for s in moved]))  # [T+1, H, W, C]
             twin_actions.append(np.stack([np.asarray(sym.act_on_action(g, a)) for a in actions]))  # [T, ...]
             for key in states:
                 twin_states[key].append(np.stack([s[key] for s in moved]))  # [T+1, ...]
-        h5["twins/actions"][i] = np.stack(twin_actions)  # [G, T, ...]
+        self._add("twins/obs", np.stack(twin_obs))  # [G, T+1, H, W, C]
+        self._add("twins/actions", np.stack(twin_actions))  # [G, T, ...]
         for key, value in twin_states.items():
-            h5[f"twins/states/{key}"][i] = np.stack(value)  # [G, T+1, ...]
+            self._add(f"twins/states/{key}", np.stack(value))  # [G, T+1, ...]

@@ -3,12 +3,17 @@
 For each evaluation episode the model encodes the first observation, rolls the latent forward
 ``h`` steps with the recorded actions, and the prediction is ranked against the encodings of the
 true observations after ``h`` steps of all episodes (Hits@k, MRR; :mod:`metrics`). If the file has
-transformed twins (``symwm collect --twins ...``) it also reports
+transformed twins (``symwm collect --twins ...``) it also reports, as the authors' release defines
+them, at the quarter turn ``g`` (``env.symmetry.quarter_turn()``; collect with
+``--twins quarter-turn`` or any set that includes it):
 
-* ``ee``: the SEN's equivariance error, averaged over the twins' group elements;
-* ``die_sen``: the distance invariance error of the SEN outputs;
-* ``die_model``: the distance invariance error of the ``h``-step predictions (original episodes
-  against their twins, which start from ``g.s_0`` and take ``g.a_t``).
+* ``ee``: the SEN's equivariance error ``mean ||rho_V(g) S(s) - S(g s)|| / mean ||S(s)||``;
+* ``die_sen``: the distance invariance error of the SEN outputs over random pairs;
+* ``die_model``: the distance invariance error of the ``h``-step predictions, each paired with the
+  true latent of a random episode and its twin, divided by the mean norm of the current latents;
+
+and, with more than one twin element, ``ee_mean_g``: EE averaged over the twins' elements (a
+different number from the release's EE; never print it beside the paper's).
 
 For the rotating object (``hard_negatives > 0``) it adds Hard Hits@1 / MRR: the prediction must be
 closer to the true latent than to the latents of ``hard_negatives`` observations rendered from
@@ -31,15 +36,17 @@ from symwm.envs.groups import rotation_from_vector
 from symwm.world_models.datasets import PathDataset, open_dataset
 from symwm.world_models.metrics import (
     batch_distance_invariance_error,
+    equivariance_error,
     hard_ranking_metrics,
     mean_equivariance_error,
     ranking_metrics,
+    release_distance_invariance_error,
 )
 from symwm.world_models.model import WorldModel
 
 HARD_NEGATIVE_ANGLE = 2.0 * np.pi / 30.0
 #: column order of the tables (absent metrics are left out)
-COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "hard_hits@1", "hard_mrr", "ee", "die_sen", "die_model")
+COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model")
 
 
 @torch.no_grad()
@@ -67,6 +74,41 @@ def hard_negative_observations(
     return torch.from_numpy(np.stack(out))
 
 
+def _quarter_turn_index(env: Any, elements: list[Any]) -> int | None:
+    """Position of the env's quarter turn among the twins' group elements (None if absent)."""
+    sym = env.unwrapped.symmetry
+    g = sym.quarter_turn()
+    return next((j for j, h in enumerate(elements) if sym.action_group.equal(g, h)), None)
+
+
+@torch.no_grad()
+def _twin_metrics(
+    model: WorldModel, batch: dict[str, Any], elements: list[Any], quarter: int | None, predict: Any,
+    pred: torch.Tensor, batch_size: int, device: torch.device, seed: int,
+) -> dict[str, float]:
+    """EE, DIE(S) and DIE(model) at the quarter turn (the release's definitions) and EE averaged over the twins."""
+    obs, twin_obs = batch["obs"], batch["twin_obs"]  # [N, H, W, C], [N, G, H, W, C]
+    act = lambda g, v: model.symmetry.act_on_embedding(g, v)  # noqa: E731
+    # the SEN runs once per observation; EE and DIE(S) both read these embeddings
+    s = _batched(model.embed, obs, batch_size=batch_size, device=device)
+    twin_s = [_batched(model.embed, twin_obs[:, j], batch_size=batch_size, device=device) for j in range(len(elements))]
+    out: dict[str, float] = {}
+    if len(elements) > 1:
+        out["ee_mean_g"] = mean_equivariance_error(lambda v: v, s, list(zip(elements, twin_s)), act, batch_size=len(obs))
+    if quarter is None:
+        return out
+    g, j = elements[quarter], quarter
+    out["ee"] = equivariance_error(lambda v: v, s, twin_s[j], act, g, batch_size=len(obs))
+    gen = torch.Generator().manual_seed(seed)
+    out["die_sen"] = batch_distance_invariance_error(s, twin_s[j], gen)
+    z = _batched(model.encode, obs, batch_size=batch_size, device=device)  # current latents, the release's normaliser
+    target = _batched(model.encode, batch["next_obs"], batch_size=batch_size, device=device)
+    twin_pred = _batched(predict, twin_obs[:, j], batch["twin_actions"][:, j], batch_size=batch_size, device=device)
+    twin_target = _batched(model.encode, batch["twin_next_obs"][:, j], batch_size=batch_size, device=device)
+    out["die_model"] = release_distance_invariance_error(pred, target, twin_pred, twin_target, z, gen)
+    return out
+
+
 @torch.no_grad()
 def evaluate(
     model: WorldModel,
@@ -83,7 +125,8 @@ def evaluate(
     with open_dataset(dataset, expect_env_id=model.spec.env_id) as f:
         has_twins = f.n_twins > 0
         elements = f.twin_elements() if has_twins else []
-        env = f.make_env() if hard_negatives else None
+        env = f.make_env() if hard_negatives or has_twins else None
+    quarter = _quarter_turn_index(env, elements) if has_twins else None
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     paths = PathDataset(dataset, horizon, twins=has_twins, states=hard_negatives > 0, expect_env_id=model.spec.env_id)
@@ -108,28 +151,14 @@ def evaluate(
         results.update({f"hard_{k}": v for k, v in hard.items()})
 
     if has_twins:
-        twin_obs, twin_actions = batch["twin_obs"], batch["twin_actions"]  # [N, G, H, W, C], [N, G, h(, A)]
-
-        # the SEN runs once per observation; EE and DIE(S) both read these embeddings
-        s = _batched(model.embed, obs, batch_size=batch_size, device=device)
-        twin_s = [_batched(model.embed, twin_obs[:, j], batch_size=batch_size, device=device) for j in range(len(elements))]
-        act = lambda g, v: model.symmetry.act_on_embedding(g, v)  # noqa: E731
-        results["ee"] = mean_equivariance_error(lambda v: v, s, list(zip(elements, twin_s)), act, batch_size=len(obs))
-        gen = torch.Generator().manual_seed(seed)
-        die_s, die_m = [], []
-        for j in range(len(elements)):
-            die_s.append(batch_distance_invariance_error(s, twin_s[j], gen))
-            twin_pred = _batched(predict, twin_obs[:, j], twin_actions[:, j], batch_size=batch_size, device=device)
-            die_m.append(batch_distance_invariance_error(pred, twin_pred, gen))
-        results["die_sen"] = float(np.mean(die_s))
-        results["die_model"] = float(np.mean(die_m))
+        results.update(_twin_metrics(model, batch, elements, quarter, predict, pred, batch_size, device, seed))
     return results
 
 
 def format_table(rows: dict[str, dict[str, float]], title: str | None = None) -> str:
     """Markdown table, one row per model: Hits@k and MRR in %, EE and DIE as ratios (DIE x 1e-3)."""
     cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    heads = {"ee": "EE", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3"}
+    heads = {"ee": "EE", "ee_mean_g": "EE mean over g", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3"}
     lines = [f"### {title}", ""] if title else []
     lines.append("| model | " + " | ".join(heads.get(c, c.replace("_", " ").replace("hits", "Hits").replace("mrr", "MRR") + " %") for c in cols) + " |")
     lines.append("|---" * (len(cols) + 1) + "|")
@@ -137,7 +166,7 @@ def format_table(rows: dict[str, dict[str, float]], title: str | None = None) ->
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append("" if v is None else f"{v * 1e3:.1f}" if c.startswith("die") else f"{v:.3f}" if c == "ee" else f"{v:.1f}")
+            cells.append("" if v is None else f"{v * 1e3:.1f}" if c.startswith("die") else f"{v:.3f}" if c.startswith("ee") else f"{v:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

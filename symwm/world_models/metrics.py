@@ -16,6 +16,10 @@ Conventions (Park et al., ICML 2022, restated in ``paper-notes.md``):
   the sum over K and D, i.e. ``2 sigma^2 K`` times :func:`symwm.world_models.model.energy`, so the
   ranking is the ranking by energy.
 * Percentages are in 0..100; EE and DIE are plain ratios (the paper reports DIE x 1e-3).
+* The authors' release measures EE and DIE at one element, the quarter turn, and pairs each
+  prediction with a random *true* latent for DIE(model)
+  (:func:`release_distance_invariance_error`); the paper's figures follow that definition. An
+  average of EE over several elements (:func:`mean_equivariance_error`) is a different number.
 * Non-finite inputs raise ``ValueError``: NaN distances compare as "not closer", which would
   silently rank a diverged model first.
 """
@@ -317,3 +321,32 @@ def batch_distance_invariance_error(
     i, j = random_pairs(f.shape[0], generator, num_pairs)
     i, j = i.to(f.device), j.to(f.device)
     return distance_invariance_error(f[i], f[j], f_g[i], f_g[j])
+
+
+def release_distance_invariance_error(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    twin_pred: torch.Tensor,
+    twin_target: torch.Tensor,
+    current: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    """DIE(model) as the authors' release computes it, for one group element ``g``.
+
+    Each prediction is paired with the *true* latent of a random episode (a random permutation,
+    which may pick the episode itself): ``mean_i | ||pred_i - target_p(i)|| - ||twin_pred_i -
+    twin_target_p(i)|| |`` divided by the mean norm of ``current`` (the encoded first
+    observations). ``twin_*`` come from the episodes' twins at ``g`` (``g.s_0``, ``rho_A(g) a_t``).
+    """
+    shapes = {tuple(t.shape) for t in (pred, target, twin_pred, twin_target)}
+    if len(shapes) != 1:
+        raise ValueError(f"DIE inputs must share one shape, got {sorted(shapes)}")
+    if current.shape[0] != pred.shape[0] or pred.shape[0] == 0:
+        raise ValueError(f"current latents ({current.shape[0]}) and predictions ({pred.shape[0]}) must be the same non-empty batch")
+    perm = torch.randperm(pred.shape[0], generator=generator).to(pred.device)
+    d = _norms(pred - target[perm])  # [N]
+    d_g = _norms(twin_pred - twin_target[perm])  # [N]
+    scale = float(_norms(current).mean())
+    if scale == 0.0:
+        return float("nan")
+    return float((d - d_g).abs().mean()) / scale

@@ -4,7 +4,8 @@ Run directory layout (only rank 0 writes)::
 
     out_dir/config.json        model spec + training config (also inside each checkpoint)
     out_dir/last.pt            everything needed to resume bit for bit
-    out_dir/best.pt            lowest mean training loss over an epoch (the paper's choice)
+    out_dir/best.pt            lowest validation loss (held-out episodes of the training file), or
+                               with ``val_fraction=0`` the lowest mean training loss (the paper's choice)
     out_dir/train_log.csv      one row per epoch
     out_dir/summary.json       final numbers, and whether all ranks ended with identical weights
     out_dir/tb/                TensorBoard scalars
@@ -32,12 +33,13 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from symwm.world_models.build import build_model
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.loss import HINGE, contrastive_loss
+from symwm.world_models.metrics import ranking_metrics
 from symwm.world_models.model import SIGMA, ModelSpec
 
 
@@ -75,6 +77,8 @@ class TrainConfig:
     """show a progress bar"""
     tensorboard: bool = True
     """write TensorBoard scalars to out_dir/tb"""
+    val_fraction: float = 0.05
+    """share of the training file's episodes held out for validation (same distribution as training, never the evaluation set); best.pt is the lowest validation loss, or with 0 the lowest training loss (the paper's choice)"""
     max_steps: int | None = None
     """stop after this many optimiser steps in this call (for tests and time-boxed runs)"""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -130,7 +134,7 @@ def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, pa
     saved = payload.get("train_config", {})
     if payload["spec"] != spec.to_dict():
         raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
-    for key in ("dataset", "batch_size", "lr", "hinge", "sigma", "seed"):
+    for key in ("dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
@@ -148,10 +152,12 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
     out = Path(cfg.out_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
-    dataset = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id)
+    full = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id)
+    train_idx, val_idx = validation_split(full.n_episodes, full.episode_length, cfg.val_fraction, cfg.seed)
+    dataset = Subset(full, train_idx)
     per_rank = cfg.batch_size // world
     if len(dataset) < cfg.batch_size:
-        raise ValueError(f"dataset {cfg.dataset} has {len(dataset)} transitions, fewer than one batch of {cfg.batch_size}")
+        raise ValueError(f"dataset {cfg.dataset} has {len(dataset)} training transitions, fewer than one batch of {cfg.batch_size}")
 
     torch.manual_seed(cfg.seed)
     payload = None
@@ -247,11 +253,14 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
         n = state["step_in_epoch"]
         row = {"epoch": epoch + 1, **{k: v / n for k, v in state["sums"].items()}, "seconds": seconds,
                "transitions_per_s": (len(batches) - skip) * cfg.batch_size / max(seconds, 1e-9)}
+        if len(val_idx):
+            row.update(validate(model, full, val_idx, device, amp, cfg))
         state["history"].append(row)
         state["epoch"], state["step_in_epoch"], state["sums"] = epoch + 1, 0, {}
-        improved = row["loss"] < state["best_loss"]
+        criterion = row["val_loss"] if len(val_idx) else row["loss"]
+        improved = criterion < state["best_loss"]
         if improved:
-            state["best_loss"] = row["loss"]
+            state["best_loss"] = criterion
             state["best_epoch"] = epoch + 1
         if rank == 0:
             _write_csv(out / "train_log.csv", state["history"])
@@ -277,12 +286,63 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
         _write_json(out / "summary.json", {
             "finished": finished, "epochs_done": state["epoch"], "global_step": state["global_step"],
             "best_loss": state["best_loss"], "best_epoch": state.get("best_epoch"),
+            "best_by": "val_loss" if len(val_idx) else "loss", "val_transitions": len(val_idx),
             "final_loss": state["history"][-1]["loss"] if state["history"] else None,
             "world_size": world, "ranks_in_sync": len(set(digests)) == 1, "parameter_digests": digests,
         })
     if world > 1:
         dist.barrier()
     return TrainResult(out, best_path, last_path, state["history"], finished)
+
+
+def validation_split(n_episodes: int, episode_length: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Transition indices ``(train, val)``: ``fraction`` of the episodes, drawn with ``seed``, held out whole.
+
+    Whole episodes are held out so that no validation transition shares an episode with training
+    data. At least one episode stays on each side when ``fraction > 0``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {fraction!r}")
+    n_val = 0 if fraction == 0.0 else min(n_episodes - 1, max(1, round(fraction * n_episodes)))
+    rng = torch.Generator().manual_seed(_mix(seed, n_episodes, 0x7A1))
+    val_eps = torch.randperm(n_episodes, generator=rng)[:n_val]
+    is_val = torch.zeros(n_episodes, dtype=torch.bool)
+    is_val[val_eps] = True
+    per_step = is_val.repeat_interleave(episode_length)  # transition i*T + t belongs to episode i
+    all_idx = torch.arange(n_episodes * episode_length)
+    return all_idx[~per_step].tolist(), all_idx[per_step].tolist()
+
+
+#: validation transitions ranked against each other for val_hits@1 / val_mrr (1 step)
+VAL_RANKED = 2000
+
+
+@torch.no_grad()
+def validate(
+    model: torch.nn.Module, dataset: TransitionDataset, indices: list[int], device: torch.device, amp: bool, cfg: TrainConfig
+) -> dict[str, float]:
+    """Validation loss (fixed negatives) and 1-step Hits@1 / MRR among the first ``VAL_RANKED`` held-out transitions."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(_mix(cfg.seed, 0x7A1))
+    loader = DataLoader(Subset(dataset, indices), batch_size=512, shuffle=False)
+    sums, n, preds, targets = {"loss": 0.0, "positive": 0.0, "negative": 0.0}, 0, [], []
+    for batch in loader:
+        obs, action, next_obs = (batch[k].to(device) for k in ("obs", "action", "next_obs"))
+        with torch.autocast(device.type, enabled=amp):
+            z, z_pred, z_next = model(obs, action, next_obs)
+        _, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma)
+        b = obs.shape[0]
+        n += b
+        for k in sums:
+            sums[k] += stats[k] * b
+        if sum(len(p) for p in preds) < VAL_RANKED:
+            preds.append(z_pred.float().cpu())
+            targets.append(z_next.float().cpu())
+    model.train(was_training)
+    ranks = ranking_metrics(torch.cat(preds)[:VAL_RANKED], torch.cat(targets)[:VAL_RANKED], ks=(1,))
+    return {"val_loss": sums["loss"] / n, "val_positive": sums["positive"] / n, "val_negative": sums["negative"] / n,
+            "val_hits@1": ranks["hits@1"], "val_mrr": ranks["mrr"]}
 
 
 def _mean_over_ranks(stats: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
