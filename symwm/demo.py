@@ -36,7 +36,7 @@ PAPER = {"none": {"hits@1": 52.3, "mrr": 61.8, "die_model": 0.181}, "ours": {"hi
 
 @dataclass
 class DemoConfig:
-    """What the demo runs (defaults: about 10 minutes on an idle 2-core CPU)."""
+    """What the demo runs (defaults: about 17 minutes on an idle 2-core CPU; see benchmarks/results/demo/seeds.md)."""
 
     out: str = "runs/demo"
     """output directory"""
@@ -52,7 +52,7 @@ class DemoConfig:
     """steps per evaluation episode"""
     twins: str = "quarter-turn"
     """transformed twins of the evaluation episodes for EE and DIE ('quarter-turn': the release's one element)"""
-    epochs: int = 4
+    epochs: int = 8
     """training epochs per model"""
     batch_size: int = 256
     """training batch size"""
@@ -84,9 +84,9 @@ def _twins(text: str) -> str | int | None:
 
 def _collect_all(cfg: DemoConfig, out: Path) -> tuple[Path, Path, Path]:
     """Training, evaluation and held-in evaluation files, collected in two worker processes."""
-    jobs = {
-        "train": (out / "train.h5", cfg.env_id, cfg.train_transitions, 1, cfg.seed + 1, f"no-{cfg.held_out}", None),
+    jobs = {  # the longest first: eval (twins) and train run side by side, the held-in set follows eval
         "eval": (out / "eval.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 2, None, _twins(cfg.twins)),
+        "train": (out / "train.h5", cfg.env_id, cfg.train_transitions, 1, cfg.seed + 1, f"no-{cfg.held_out}", None),
         "seen": (out / "eval_seen.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 3, f"no-{cfg.held_out}", None),
     }
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
