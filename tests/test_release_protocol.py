@@ -10,6 +10,7 @@ import torch
 
 from symwm.envs.groups import DihedralElement
 from symwm.world_models.build import build_model
+from symwm.world_models.checkpoint import read_checkpoint
 from symwm.world_models.collect import QUARTER_TURN, collect
 from symwm.world_models.datasets import TransitionDataset, open_dataset
 from symwm.world_models.evaluate import evaluate
@@ -99,6 +100,6 @@ def test_best_checkpoint_is_chosen_by_validation_loss(tmp_path):
     rows = result.history
     assert all({"val_loss", "val_hits@1", "val_mrr"} <= set(r) for r in rows)
     best_epoch = min(range(len(rows)), key=lambda e: rows[e]["val_loss"]) + 1
-    payload = torch.load(result.best, weights_only=False)
+    payload = read_checkpoint(result.best)
     assert payload["trainer_state"]["best_epoch"] == best_epoch
     assert payload["trainer_state"]["best_loss"] == pytest.approx(rows[best_epoch - 1]["val_loss"])

@@ -6,12 +6,17 @@ modules cache expanded filters as buffers in eval mode, so their train- and eval
 the model, the trainer's state for ``--resume``, and the versions that matter for reproducing it
 (escnn, whether ``py3nj`` was present — SO(3) Clebsch-Gordan coefficients can differ by sign
 without it — torch, symwm) with the group and latent layout.
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, and every loading path goes
+through :func:`read_checkpoint`, which loads with ``weights_only=True``: a crafted file is refused
+before any of its code could run. (A checkpoint from an untrusted source is still untrusted data.)
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,9 @@ from symwm.world_models.build import build_model
 from symwm.world_models.model import ModelSpec, WorldModel
 
 FORMAT_VERSION = 1
+#: what checkpoints written before versions were stored as plain strings hold besides tensors,
+#: numbers, strings, lists and dicts: torch's version string (a ``str`` subclass)
+_LEGACY_SAFE_GLOBALS = [torch.torch_version.TorchVersion]
 
 
 class CheckpointError(ValueError):
@@ -33,9 +41,9 @@ def environment_versions() -> dict[str, Any]:
     import escnn
 
     return {
-        "symwm": symwm.__version__,
-        "torch": torch.__version__,
-        "escnn": getattr(escnn, "__version__", "unknown"),
+        "symwm": str(symwm.__version__),
+        "torch": str(torch.__version__),  # plain strings: checkpoints load with weights_only=True
+        "escnn": str(getattr(escnn, "__version__", "unknown")),
         "py3nj": importlib.util.find_spec("py3nj") is not None,
     }
 
@@ -74,8 +82,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and plain data only, so a crafted file cannot run code while loading
+        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), str(exc).splitlines()[0])
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects other than tensors, numbers, strings, lists and dicts "
+            f"({detail}); symwm writes none, so the file was not written by symwm or was altered. Nothing in it was run."
+        ) from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is not readable ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
