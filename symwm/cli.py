@@ -1,6 +1,8 @@
 """Command line: ``symwm collect | train | eval | plan | demo | envs | gallery | check``.
 
-Run ``symwm <command> --help`` for the options of each command.
+Run ``symwm <command> --help`` for the options of each command. An error prints one line,
+``symwm: error: ...``, and exits with 2 for a usage error and 1 otherwise; ``symwm --debug
+<command> ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -121,14 +123,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_names(paths: Sequence[str]) -> dict[str, str]:
+    """A distinct short name per checkpoint path: the fewest trailing path parts that tell them apart."""
+    parts = {p: Path(p).resolve().parts for p in paths}
+    for k in range(2, max(len(v) for v in parts.values()) + 1):
+        names = {p: "/".join(v[-k:]) for p, v in parts.items()}
+        if len(set(names.values())) == len(set(parts.values())):
+            return names
+    return {p: str(Path(p).resolve()) for p in paths}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from symwm.world_models.checkpoint import load_model
     from symwm.world_models.evaluate import evaluate, format_table, write_results
 
     rows = {}
+    names = checkpoint_names(args.checkpoint)
     for ckpt in args.checkpoint:
         model = load_model(ckpt, device=args.device)
-        name = f"{model.spec.variant} ({Path(ckpt).parent.name}/{Path(ckpt).name})"
+        name = f"{model.spec.variant} ({names[ckpt]})"
         rows[name] = evaluate(model, args.dataset, args.horizon, batch_size=args.batch_size,
                               device=args.device, seed=args.seed, hard_negatives=args.hard_negatives)
     title = f"{Path(args.dataset).name}, {args.horizon}-step prediction"
@@ -227,6 +240,7 @@ def parse_assignments(items: Sequence[str] | None, what: str) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symwm", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="collect random-policy episodes into an HDF5 file",
@@ -318,8 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``symwm`` command."""
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    args = build_parser().parse_args(argv)  # usage errors: one line, exit 2 (argparse)
+    if args.debug:
+        return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("symwm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line naming the problem; --debug shows the traceback
+        known = isinstance(exc, (ValueError, OSError, KeyError, TypeError))
+        text = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
+        print(f"symwm: error: {text.splitlines()[0] if text else type(exc).__name__}"
+              + ("" if known else " (run with --debug for the traceback)"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

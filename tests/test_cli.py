@@ -47,8 +47,11 @@ def test_collect_train_eval(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Hits@1 %" in out and "EE" in out and "DIE(model)" in out
     assert (tmp_path / "ev" / "eval.md").exists() and "hits@1" in (tmp_path / "ev" / "eval.csv").read_text()
-    with pytest.raises(CheckpointError, match="does not exist"):
-        main(["eval", str(tmp_path / "missing.pt"), "--dataset", str(eval_h5)])
+    assert main(["eval", str(tmp_path / "missing.pt"), "--dataset", str(eval_h5)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("symwm: error: checkpoint") and "does not exist" in err and "\n" not in err and "Traceback" not in err
+    with pytest.raises(CheckpointError, match="does not exist"):  # --debug: the exception itself
+        main(["--debug", "eval", str(tmp_path / "missing.pt"), "--dataset", str(eval_h5)])
     with pytest.raises(SystemExit):
         main(["train", "--env", "symwm/NoSuchEnv-v0", "--dataset", str(train_h5), "--out-dir", str(run)])
 

@@ -34,3 +34,16 @@ def test_older_checkpoints_with_a_torch_version_object_still_load(tmp_path):
     path = tmp_path / "old.pt"
     torch.save({"format_version": 1, "spec": {"env_id": "x"}, "state_dict": {}, "versions": {"torch": torch.__version__}}, path)
     assert read_checkpoint(path)["versions"]["torch"] == str(torch.__version__)
+
+
+def test_eval_keeps_one_row_per_checkpoint_and_writes_inside_out():
+    from symwm.cli import checkpoint_names
+    from symwm.world_models.evaluate import write_results
+
+    names = checkpoint_names(["runA/ours/best.pt", "runB/ours/best.pt", "runB/ours/last.pt"])
+    assert len(set(names.values())) == 3 and names["runA/ours/best.pt"].endswith("runA/ours/best.pt")
+    assert checkpoint_names(["a/ours/best.pt"])["a/ours/best.pt"] == "ours/best.pt"
+    for stem in ("../../t", "/tmp/t", "", "a/b", ".."):
+        with pytest.raises(ValueError, match="stem"):
+            write_results({"m": {"hits@1": 1.0}}, "out-never-written", stem=stem)
+    assert not os.path.exists("out-never-written")

@@ -173,6 +173,8 @@ def format_table(rows: dict[str, dict[str, float]], title: str | None = None) ->
 
 def write_results(rows: dict[str, dict[str, float]], out_dir: str | os.PathLike, stem: str = "eval", title: str | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.md`` and ``<stem>.csv`` atomically; returns their paths."""
+    if not stem or Path(stem).name != stem or stem in (".", ".."):
+        raise ValueError(f"stem must be a plain file name without directories, got {stem!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, cs = out / f"{stem}.md", out / f"{stem}.csv"
