@@ -119,7 +119,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(spec, _train_config(args))
     if result.history:
         last = result.history[-1]
-        print(f"epoch {last['epoch']}: loss {last['loss']:.4f}; best checkpoint {result.best}")
+        best = f"best checkpoint {result.best}" if result.best.exists() else "no best checkpoint yet"
+        print(f"epoch {last['epoch']}: loss {last['loss']:.4f}; {best}")
+    elif result.last.exists():
+        print(f"stopped within the first epoch; resumable from {result.last}")
     return 0
 
 
@@ -341,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("symwm: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line naming the problem; --debug shows the traceback
-        known = isinstance(exc, (ValueError, OSError, KeyError, TypeError))
+        known = isinstance(exc, (ValueError, OSError, KeyError, TypeError, ArithmeticError))
         text = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
         print(f"symwm: error: {text.splitlines()[0] if text else type(exc).__name__}"
               + ("" if known else " (run with --debug for the traceback)"), file=sys.stderr)

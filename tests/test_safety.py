@@ -47,3 +47,119 @@ def test_eval_keeps_one_row_per_checkpoint_and_writes_inside_out():
         with pytest.raises(ValueError, match="stem"):
             write_results({"m": {"hits@1": 1.0}}, "out-never-written", stem=stem)
     assert not os.path.exists("out-never-written")
+
+
+# -------------------------------------------------------------------------------------------------
+# Runs that cannot clobber each other; data that cannot change under a resume; NaN caught
+# -------------------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+import h5py  # noqa: E402
+
+from symwm.cli import main  # noqa: E402
+from symwm.world_models import train as train_module  # noqa: E402
+from symwm.world_models.collect import collect  # noqa: E402
+from symwm.world_models.datasets import DatasetError, open_dataset  # noqa: E402
+from symwm.world_models.model import ModelSpec  # noqa: E402
+from symwm.world_models.train import RunDirectoryError, TrainConfig, train  # noqa: E402
+
+ROT = "symwm/RotatingObject-v0"
+
+
+@pytest.fixture(scope="module")
+def rot_data(tmp_path_factory):
+    return collect(tmp_path_factory.mktemp("d") / "rot.h5", ROT, 12, 4, seed=1, env_kwargs={"actions": "continuous"}, progress=False)
+
+
+def _cfg(data, out, **kw):
+    base = dict(dataset=str(data), out_dir=str(out), epochs=1, batch_size=12, progress=False, tensorboard=False, val_fraction=0.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+SPEC = ModelSpec(ROT, "none", "cpu", env_kwargs={"actions": "continuous"})
+
+
+def test_a_finished_run_is_refused_without_resume_or_overwrite(rot_data, tmp_path):
+    run = tmp_path / "run"
+    train(SPEC, _cfg(rot_data, run))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(RunDirectoryError, match="already holds a finished run.*--resume.*--overwrite"):
+        train(SPEC, _cfg(rot_data, run, seed=1))
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing touched
+    train(SPEC, _cfg(rot_data, run, seed=1, overwrite=True))
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
+    assert not (run / ".lock").exists()
+
+
+def test_a_directory_in_use_is_refused_and_a_stale_lock_is_taken_over(rot_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(RunDirectoryError, match=f"in use by another training \\(pid {os.getppid()}\\)"):
+        train(SPEC, _cfg(rot_data, run))
+    (run / ".lock").write_text("2147483646")  # no such process: stale
+    train(SPEC, _cfg(rot_data, run))
+    assert (run / "summary.json").exists() and not (run / ".lock").exists()
+
+
+def test_resume_refuses_changed_training_data(rot_data, tmp_path):
+    data = tmp_path / "data.h5"
+    data.write_bytes(rot_data.read_bytes())
+    run = tmp_path / "run"
+    train(SPEC, _cfg(data, run, epochs=2, max_steps=1))
+    collect(data, ROT, 12, 4, seed=2, env_kwargs={"actions": "continuous"}, progress=False)  # replaced at the same path
+    with pytest.raises(train_module.CheckpointError, match="training data changed"):
+        train(SPEC, _cfg(data, run, epochs=2, resume=True))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e30])
+def test_non_finite_or_out_of_range_actions_are_refused_on_open(rot_data, tmp_path, bad):
+    data = tmp_path / "bad.h5"
+    data.write_bytes(rot_data.read_bytes())
+    with h5py.File(data, "r+") as f:
+        f["actions"][3, 1, 0] = bad
+    with pytest.raises(DatasetError, match=r"'actions' at index \(3, 1\)|non-finite value nan in 'actions' at index \(3, 1, 0\)"):
+        open_dataset(data)
+
+
+def test_training_stops_at_the_first_non_finite_loss(rot_data, tmp_path, monkeypatch):
+    real = train_module.contrastive_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kw):
+        loss, stats = real(*args, **kw)
+        calls["n"] += 1
+        if calls["n"] == 5:  # 4 steps per epoch: the first step of epoch 2
+            loss, stats = loss * float("nan"), {**stats, "loss": float("nan")}
+        return loss, stats
+
+    monkeypatch.setattr(train_module, "contrastive_loss", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match="non-finite loss .* epoch 2, step 1"):
+        train(SPEC, _cfg(rot_data, run, epochs=3))
+    # epoch 1 finished and was saved with finite weights; nothing claims a file that does not exist
+    assert (run / "last.pt").exists()
+
+
+def test_summary_is_valid_json_and_names_only_written_files(rot_data, tmp_path):
+    run = tmp_path / "run"
+    train(SPEC, _cfg(rot_data, run, epochs=2, max_steps=1))  # stopped inside epoch 1: no best.pt yet
+    summary = json.loads((run / "summary.json").read_text())  # strict JSON: no Infinity / NaN
+    assert summary["best_checkpoint"] is None and summary["best_loss"] is None and not (run / "best.pt").exists()
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+    (["--batch-size", "-5"], "batch_size must be an integer >= 1"),
+    (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--max-steps", "abc"], "max_steps must be an integer"),
+    (["--amp", "garbage"], "amp must be true, false or unset"),
+])
+def test_bad_training_options_give_one_line(rot_data, tmp_path, capsys, args, problem):
+    code = main(["train", "--env", ROT, "--env-kwarg", "actions=continuous", "--variant", "none", "--dataset", str(rot_data),
+                 "--out-dir", str(tmp_path / "run"), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err == f"symwm: error: {err[len('symwm: error: '):]}" and problem in err and "\n" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -131,6 +131,37 @@ class RolloutFile:
         self.n_twins = 0
         if "twins" in h5:
             self._validate_twins(n, steps)
+        self._validate_values()
+
+    def _validate_values(self) -> None:
+        """Refuse non-finite rewards and actions, and actions outside the env's action space (NaN, 1e30, bad ids)."""
+        names = ["actions", "rewards"] + (["twins/actions"] if self.n_twins else [])
+        values = {}
+        for name in names:
+            data = self.h5[name][()]
+            if data.dtype.kind == "f" and not np.isfinite(data).all():
+                where = tuple(int(i) for i in np.argwhere(~np.isfinite(data))[0])
+                raise self._fail(f"non-finite value {data[where]} in {name!r} at index {where}")
+            values[name] = data
+        if self.env_id not in gym.registry:
+            return
+        space = self.make_env().action_space
+        for name in ("actions", "twins/actions"):
+            if name not in values:
+                continue
+            a = values[name]
+            if isinstance(space, gym.spaces.Discrete):
+                ok = (a >= space.start) & (a < space.start + space.n)
+                what = f"{space.start}..{space.start + space.n - 1}"
+            elif isinstance(space, gym.spaces.Box):
+                tol = 1e-5 * np.maximum(1.0, np.abs(space.high))
+                ok = np.all((a >= space.low - tol) & (a <= space.high + tol), axis=-1)
+                what = f"[{space.low.tolist()}, {space.high.tolist()}]"
+            else:
+                return
+            if not np.all(ok):
+                where = tuple(int(i) for i in np.argwhere(~ok)[0])
+                raise self._fail(f"{name!r} at index {where} holds {a[where].tolist()}, outside the action space {what}")
 
     def _check_shape(self, name: str, got: tuple[int, ...], want: tuple[int, ...], why: str) -> None:
         if tuple(got) != tuple(want):

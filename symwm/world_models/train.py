@@ -25,7 +25,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,8 +83,38 @@ class TrainConfig:
     """share of the training file's episodes held out for validation (same distribution as training, never the evaluation set); best.pt is the lowest validation loss, or with 0 the lowest training loss (the paper's choice)"""
     max_steps: int | None = None
     """stop after this many optimiser steps in this call (for tests and time-boxed runs)"""
+    overwrite: bool = False
+    """replace a run already in out_dir (without it, a directory holding a run is refused unless resume)"""
     extra: dict[str, Any] = field(default_factory=dict)
     """free-form notes stored in config.json"""
+
+    def __post_init__(self) -> None:
+        """Refuse bad values before anything starts, naming the option."""
+        def integer(name: str, minimum: int, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, got {v!r}")
+
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        integer("num_workers", 0)
+        integer("checkpoint_every", 0)
+        integer("seed", 0)
+        integer("max_steps", 1, optional=True)
+        for name, low in (("lr", 0.0), ("sigma", 0.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= low:
+                raise ValueError(f"{name} must be a finite number > {low}, got {v!r}")
+        if isinstance(self.hinge, bool) or not isinstance(self.hinge, (int, float)) or not math.isfinite(self.hinge) or self.hinge < 0:
+            raise ValueError(f"hinge must be a finite number >= 0, got {self.hinge!r}")
+        if self.amp is not None and not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be true, false or unset (auto), got {self.amp!r}")
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other")
 
 
 @dataclass
@@ -139,11 +171,98 @@ def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, pa
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
 
+#: files of a run directory; a directory holding the first two is a run that only --resume or --overwrite may touch
+class RunDirectoryError(ValueError):
+    """A run directory holds a run that would be clobbered, or another training is using it."""
+
+
+RUN_FILES = ("last.pt", "summary.json", "best.pt", "train_log.csv", "config.json")
+LOCK = ".lock"
+
+
+def data_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a training file: path, size, and the collection's creation time, seed and settings."""
+    from symwm.world_models.datasets import open_dataset
+
+    p = Path(path).resolve()
+    with open_dataset(p) as f:
+        attrs = f.attrs
+        return {
+            "path": str(p), "bytes": p.stat().st_size, "env_id": f.env_id, "env_kwargs": attrs.get("env_kwargs"),
+            "actions": attrs.get("actions"), "seed": attrs.get("seed"), "created": attrs.get("created"),
+            "n_episodes": f.n_episodes, "episode_length": f.episode_length,
+        }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire_lock(out: Path) -> Path:
+    """Create ``out/.lock`` holding this pid; refuse while another live process holds it (a dead holder's lock is taken over)."""
+    lock = out / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _pid_alive(holder):
+                raise RunDirectoryError(f"run directory {out} is in use by another training (pid {holder}); wait for it or use another --out-dir")
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return lock
+    raise RunDirectoryError(f"could not lock run directory {out}")
+
+
+def _prepare_run_dir(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to clobber a run: a directory with last.pt or summary.json needs resume or overwrite."""
+    holds_run = any((out / name).exists() for name in RUN_FILES[:2])
+    if holds_run and not (cfg.resume or cfg.overwrite):
+        finished = (out / "summary.json").exists()
+        raise RunDirectoryError(
+            f"run directory {out} already holds a{' finished' if finished else 'n unfinished'} run; "
+            "pass --resume to continue it, --overwrite to replace it, or choose another --out-dir"
+        )
+    if cfg.overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tb", ignore_errors=True)
+
+
 def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train ``spec`` on ``cfg.dataset``; returns where the checkpoints are.
 
-    ``on_step(global_step, stats)`` is called after every optimiser step (rank 0 only).
+    ``on_step(global_step, stats)`` is called after every optimiser step (rank 0 only). The run
+    directory is locked while training (``.lock``); one that holds a run is refused unless
+    ``cfg.resume`` or ``cfg.overwrite``.
     """
+    out = Path(cfg.out_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    lock = None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _acquire_lock(out)
+    try:
+        if rank == 0:
+            _prepare_run_dir(out, cfg)
+        return _train(spec, cfg, on_step)
+    finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+
+
+def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None) -> TrainResult:
     rank, world = _distributed()
     device = _device(cfg.device, rank)
     if cfg.batch_size % world:
@@ -159,6 +278,7 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"dataset {cfg.dataset} has {len(dataset)} training transitions, fewer than one batch of {cfg.batch_size}")
 
+    fingerprint = data_fingerprint(cfg.dataset)
     torch.manual_seed(cfg.seed)
     payload = None
     if cfg.resume:
@@ -166,6 +286,13 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
             raise CheckpointError(f"cannot resume: {last_path} does not exist (start without --resume)")
         payload = read_checkpoint(last_path)
         _check_resume(payload, spec, cfg, last_path)
+        saved_fp = payload.get("data_fingerprint")
+        if saved_fp is not None:
+            changed = {k: (saved_fp.get(k), v) for k, v in fingerprint.items() if saved_fp.get(k) != v}
+            if changed:
+                raise CheckpointError(
+                    f"cannot resume from {last_path}: the training data changed since (saved, now): {changed}"
+                )
     model = build_model(spec, initialize=payload is None)
     if payload is not None:
         load_weights(model, payload, source=f"checkpoint {last_path}")
@@ -196,7 +323,7 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
         if rank == 0:
             save_checkpoint(
                 path, model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                trainer_state=state, train_config=asdict(cfg), world_size=world,
+                trainer_state=state, train_config=asdict(cfg), world_size=world, data_fingerprint=fingerprint,
             )
 
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -221,6 +348,11 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
             with torch.autocast(device.type, enabled=amp):
                 z, z_pred, z_next = net(obs, action, next_obs)
             loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma)
+            if not torch.isfinite(loss):  # before the update: the weights and every saved file stay finite
+                raise FloatingPointError(
+                    f"non-finite loss ({stats['loss']}) at epoch {epoch + 1}, step {step + 1} (optimiser step "
+                    f"{state['global_step'] + 1}); nothing was updated, {last_path} holds the last finite state if it exists"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -286,6 +418,7 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
         _write_json(out / "summary.json", {
             "finished": finished, "epochs_done": state["epoch"], "global_step": state["global_step"],
             "best_loss": state["best_loss"], "best_epoch": state.get("best_epoch"),
+            "best_checkpoint": str(best_path) if best_path.exists() else None,
             "best_by": "val_loss" if len(val_idx) else "loss", "val_transitions": len(val_idx),
             "final_loss": state["history"][-1]["loss"] if state["history"] else None,
             "world_size": world, "ranks_in_sync": len(set(digests)) == 1, "parameter_digests": digests,
@@ -353,9 +486,20 @@ def _mean_over_ranks(stats: dict[str, float], world: int, device: torch.device) 
     return {k: float(v) / world for k, v in zip(sorted(stats), t.tolist())}
 
 
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: such floats become null (recursively)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(_finite_or_none(data), indent=2, default=str, allow_nan=False))
     os.replace(tmp, path)
 
 
