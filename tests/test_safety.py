@@ -163,3 +163,42 @@ def test_bad_training_options_give_one_line(rot_data, tmp_path, capsys, args, pr
     err = capsys.readouterr().err.strip()
     assert code == 1 and err == f"symwm: error: {err[len('symwm: error: '):]}" and problem in err and "\n" not in err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+# -------------------------------------------------------------------------------------------------
+# Model, data and env compared in full
+# -------------------------------------------------------------------------------------------------
+
+import gymnasium as gym  # noqa: E402
+
+from symwm.agents.planning import make_agent  # noqa: E402
+from symwm.agents.sb3 import LatentObservation  # noqa: E402
+from symwm.world_models.build import build_model  # noqa: E402
+from symwm.world_models.evaluate import evaluate  # noqa: E402
+
+SHAPES = "symwm/Shapes2D-v0"
+
+
+@pytest.fixture(scope="module")
+def three_objects(tmp_path_factory):
+    return collect(tmp_path_factory.mktemp("d3") / "k3.h5", SHAPES, 8, 2, seed=1, env_kwargs={"n_objects": 3}, progress=False)
+
+
+def test_a_model_for_five_objects_refuses_three_object_data_and_envs(three_objects, tmp_path):
+    five = ModelSpec(SHAPES, "none", "cpu")  # the default: 5 objects
+    with pytest.raises(ValueError, match="training data .* does not match the model .*action space: model Discrete\\(20"):
+        train(five, TrainConfig(dataset=str(three_objects), out_dir=str(tmp_path / "r"), epochs=1, batch_size=4,
+                                progress=False, tensorboard=False, val_fraction=0.0))
+    model = build_model(five)
+    with pytest.raises(ValueError, match="evaluation data .* does not match the model"):
+        evaluate(model, three_objects, 1)
+    with pytest.raises(ValueError, match="does not match the model .*n_objects"):
+        make_agent(gym.make(SHAPES, n_objects=3), "beam", model=model)
+    # the same kwargs, or ones that only restrict actions, are accepted
+    make_agent(gym.make(SHAPES, allowed_actions=["up"]), "beam", model=model)
+
+
+def test_latent_observation_refuses_another_envs_checkpoint():
+    shapes_model = build_model(ModelSpec(SHAPES, "none", "cpu"))
+    with pytest.raises(ValueError, match="Cubes3D-v0, but the model was built for symwm/Shapes2D-v0"):
+        LatentObservation(gym.make("symwm/Cubes3D-v0"), shapes_model)

@@ -29,6 +29,7 @@ import numpy as np
 
 from symwm.agents.dynamics import Dynamics, LatentDynamics, SimulatorDynamics, check_observations
 from symwm.agents.sampling import CEM, MPPI
+from symwm.world_models.compatibility import check_env_matches
 from symwm.agents.search import BeamSearch, BreadthFirstSearch, Plan
 
 PLANNERS = {"beam": BeamSearch, "bfs": BreadthFirstSearch, "cem": CEM, "mppi": MPPI}
@@ -140,9 +141,7 @@ def make_agent(env: gym.Env, method: str, model: Any = None, **planner_kwargs: A
     if model is None:
         dynamics: Dynamics = SimulatorDynamics(env)
     else:
-        env_id = getattr(env.spec, "id", None) or getattr(env.unwrapped.spec, "id", None)
-        if env_id is not None and env_id != model.spec.env_id:
-            raise ValueError(f"the model is for {model.spec.env_id}, the env is {env_id}")
+        check_env_matches(model, env)
         dynamics = LatentDynamics(model, action_space=env.unwrapped.action_space)
     return PlanningAgent(dynamics, planner)
 

@@ -50,6 +50,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
 from symwm.world_models.checkpoint import load_model
+from symwm.world_models.compatibility import check_env_matches
 from symwm.world_models.model import WorldModel
 
 __all__ = [
@@ -313,6 +314,7 @@ class LatentObservation(gym.ObservationWrapper):
     def __init__(self, env: gym.Env, model: ModelSource | LatentEncoder, device: str | torch.device = "cpu"):
         super().__init__(env)
         self.encoder = model if isinstance(model, LatentEncoder) else LatentEncoder(model, device)
+        check_env_matches(self.encoder.spec, env)
         space = env.observation_space
         if not isinstance(space, spaces.Box) or space.dtype != np.uint8:
             raise ValueError(f"LatentObservation needs uint8 image observations, got {space}")

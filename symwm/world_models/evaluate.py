@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from symwm.envs.groups import rotation_from_vector
+from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.datasets import PathDataset, open_dataset
 from symwm.world_models.metrics import (
     batch_distance_invariance_error,
@@ -123,6 +124,7 @@ def evaluate(
     device = torch.device(device)
     model = model.to(device).eval()
     with open_dataset(dataset, expect_env_id=model.spec.env_id) as f:
+        check_compatible(model.spec, f.env_id, f.env_kwargs, f"evaluation data {dataset}")
         has_twins = f.n_twins > 0
         elements = f.twin_elements() if has_twins else []
         env = f.make_env() if hard_negatives or has_twins else None

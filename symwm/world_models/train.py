@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from symwm.world_models.build import build_model
+from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.loss import HINGE, contrastive_loss
@@ -272,6 +273,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
     last_path, best_path = out / "last.pt", out / "best.pt"
 
     full = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id)
+    check_compatible(spec, full.env_id, json.loads(full.attrs["env_kwargs"]), f"training data {cfg.dataset}")
     train_idx, val_idx = validation_split(full.n_episodes, full.episode_length, cfg.val_fraction, cfg.seed)
     dataset = Subset(full, train_idx)
     per_rank = cfg.batch_size // world
