@@ -97,7 +97,7 @@ def test_a_directory_in_use_is_refused_and_a_stale_lock_is_taken_over(rot_data, 
     run = tmp_path / "run"
     run.mkdir()
     (run / ".lock").write_text(str(os.getppid()))  # a live process holds it
-    with pytest.raises(RunDirectoryError, match=f"in use by another training \\(pid {os.getppid()}\\)"):
+    with pytest.raises(RunDirectoryError, match=f"in use by another process \\(pid {os.getppid()}\\)"):
         train(SPEC, _cfg(rot_data, run))
     (run / ".lock").write_text("2147483646")  # no such process: stale
     train(SPEC, _cfg(rot_data, run))
@@ -202,3 +202,65 @@ def test_latent_observation_refuses_another_envs_checkpoint():
     shapes_model = build_model(ModelSpec(SHAPES, "none", "cpu"))
     with pytest.raises(ValueError, match="Cubes3D-v0, but the model was built for symwm/Shapes2D-v0"):
         LatentObservation(gym.make("symwm/Cubes3D-v0"), shapes_model)
+
+
+def test_recorded_versions_are_compared_on_load(tmp_path):
+    from symwm.world_models.checkpoint import environment_versions, save_checkpoint
+
+    model = build_model(ModelSpec(SHAPES, "none", "cpu"))
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_checkpoint(path)  # same versions: silent
+    payload = torch.load(path, weights_only=True)
+    payload["versions"] = {**environment_versions(), "escnn": "0.9", "py3nj": not environment_versions()["py3nj"]}
+    torch.save(payload, path)
+    with pytest.warns(UserWarning, match="escnn '0.9'.*py3nj.*results may differ"):
+        load_model(path)
+
+
+# -------------------------------------------------------------------------------------------------
+# Collection: its output checked first, no race, no leftovers
+# -------------------------------------------------------------------------------------------------
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+
+def test_collection_checks_its_output_before_it_starts(tmp_path, monkeypatch):
+    from symwm.world_models import collect as collect_module
+
+    ran = []
+    monkeypatch.setattr(collect_module, "_run", lambda *a, **k: ran.append(1))
+    with pytest.raises(ValueError, match="is a directory"):
+        collect(tmp_path, SHAPES, 3, 2, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        collect("", SHAPES, 3, 2, progress=False)
+    assert not ran
+
+
+def test_two_collections_to_one_file_are_refused(tmp_path):
+    out = tmp_path / "d.h5"
+    (tmp_path / ".d.h5.lock").write_text(str(os.getppid()))  # another live writer
+    with pytest.raises(ValueError, match="in use by another process"):
+        collect(out, SHAPES, 3, 2, progress=False)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_collection_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "big.h5"
+    code = f"from symwm.world_models.collect import collect; collect({str(out)!r}, {SHAPES!r}, 100000, 10, progress=False)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".big.h5.*.tmp")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".big.h5.*.tmp")), "collection never started writing"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file, no lock, no output

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is not readable ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
         raise CheckpointError(f"{path} is not a symwm checkpoint (no model spec / state_dict)")
+    _compare_versions(payload.get("versions"), path)
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {payload.get('format_version')}, this symwm reads {FORMAT_VERSION}"
         )
     return payload
+
+
+#: recorded versions whose difference may change what a loaded model computes, and why
+_VERSION_EFFECTS = {
+    "escnn": "escnn's bases and initialisation may differ",
+    "py3nj": "SO(3) Clebsch-Gordan coefficients can differ by sign with and without py3nj",
+    "torch": "float kernels differ between builds",
+    "symwm": "model code may differ",
+}
+
+
+def _compare_versions(saved: Any, path: Any) -> None:
+    """Warn, naming each difference, where the checkpoint's recorded versions differ from this installation's."""
+    if not isinstance(saved, dict):
+        warnings.warn(f"checkpoint {path} records no versions; results may differ from the run that wrote it", stacklevel=3)
+        return
+    now = environment_versions()
+    diffs = [f"{k} {saved.get(k)!r} -> {now[k]!r} ({why})" for k, why in _VERSION_EFFECTS.items() if str(saved.get(k)) != str(now[k])]
+    if diffs:
+        warnings.warn(f"checkpoint {path} was written with other versions: {'; '.join(diffs)}; results may differ", stacklevel=3)
 
 
 def load_weights(model: WorldModel, payload: dict[str, Any], source: str = "checkpoint") -> None:

@@ -27,16 +27,20 @@ Read the files with :mod:`symwm.world_models.datasets` (``open_dataset``, ``Tran
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import functools
 import json
 import os
 import re
+import signal
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import gymnasium as gym
 import h5py
@@ -47,6 +51,7 @@ from tqdm.auto import tqdm
 import symwm
 from symwm.envs.grid_world import SubsetDiscrete
 from symwm.envs.symmetry import SymmetricEnv
+from symwm.world_models.locks import acquire_lock
 
 #: version of the file layout written by :func:`collect` (readers refuse other versions)
 FORMAT_VERSION = 1
@@ -373,8 +378,7 @@ def collect(
         policy_space = copy.deepcopy(subset.space if subset is not None else env.unwrapped.action_space)
         elements, indices = (None, None) if twins is None else choose_twin_elements(env, twins, seed)
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = _check_output_path(path)
         tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         attrs = {
             "format_version": FORMAT_VERSION,
@@ -392,8 +396,9 @@ def collect(
             "compression": compression,
         }
         factory = functools.partial(_make_env, env_id, kwargs, total_steps)
+        lock = acquire_lock(path.parent / f".{path.name}.lock", f"dataset {path}", ValueError)
         try:
-            with h5py.File(tmp, "w") as h5:
+            with _terminate_as_interrupt(), h5py.File(tmp, "w") as h5:
                 writer = _Writer(h5, env, n_episodes, episode_length, attrs, compression, elements, indices)
                 _run(writer, env, factory, policy_space, n_envs, n_episodes, warmup_steps, episode_length, seed, progress)
                 writer.flush()
@@ -401,13 +406,49 @@ def collect(
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+                raise OSError(errno.ENOSPC, f"disk full while writing {path} (temporary file removed; any earlier {path.name} is unchanged)") from None
             raise
+        finally:
+            tmp.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
     finally:
         env.close()
     return path
 
+
+
+def _check_output_path(path: str | os.PathLike) -> Path:
+    """The output file's path, checked before any work: not empty, not a directory, in a writable directory."""
+    if not str(path).strip():
+        raise ValueError("the output path is empty")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"the output path {path} is a directory; give a file name such as {path / 'rollouts.h5'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write to the directory {path.parent}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{path} exists and is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While collecting in the main thread, SIGTERM raises ``KeyboardInterrupt`` so the temporary file is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def ensure_collected(

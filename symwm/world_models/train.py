@@ -41,6 +41,7 @@ from symwm.world_models.build import build_model
 from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset
+from symwm.world_models.locks import acquire_lock
 from symwm.world_models.loss import HINGE, contrastive_loss
 from symwm.world_models.metrics import ranking_metrics
 from symwm.world_models.model import SIGMA, ModelSpec
@@ -195,37 +196,6 @@ def data_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
         }
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _acquire_lock(out: Path) -> Path:
-    """Create ``out/.lock`` holding this pid; refuse while another live process holds it (a dead holder's lock is taken over)."""
-    lock = out / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text().strip() or "0")
-            except (OSError, ValueError):
-                holder = 0
-            if holder and holder != os.getpid() and _pid_alive(holder):
-                raise RunDirectoryError(f"run directory {out} is in use by another training (pid {holder}); wait for it or use another --out-dir")
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return lock
-    raise RunDirectoryError(f"could not lock run directory {out}")
-
-
 def _prepare_run_dir(out: Path, cfg: TrainConfig) -> None:
     """Refuse to clobber a run: a directory with last.pt or summary.json needs resume or overwrite."""
     holds_run = any((out / name).exists() for name in RUN_FILES[:2])
@@ -253,7 +223,7 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
     lock = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        lock = _acquire_lock(out)
+        lock = acquire_lock(out / LOCK, f"run directory {out}", RunDirectoryError)
     try:
         if rank == 0:
             _prepare_run_dir(out, cfg)
