@@ -264,3 +264,22 @@ def test_sigterm_during_collection_leaves_no_temporary_file(tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file, no lock, no output
+
+
+# -------------------------------------------------------------------------------------------------
+# Environment options bounded, named in the error
+# -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id, kwargs, option", [
+    ("symwm/Cubes3D-v0", {"goal_moves": 10**5}, "goal_moves"),
+    ("symwm/RotatingObject-v0", {"resolution": 10**6}, "resolution"),
+    ("symwm/Reacher-v0", {"gear": 1e308}, "gear"),
+    ("symwm/Reacher-v0", {"damping": 1e9}, "damping"),
+    ("symwm/Reacher-v0", {"ctrl_cost": float("inf")}, "ctrl_cost"),
+])
+def test_env_options_out_of_bounds_are_named(env_id, kwargs, option):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=f"^{option} must be"):
+        gym.make(env_id, **kwargs)
+    assert time.perf_counter() - start < 5.0

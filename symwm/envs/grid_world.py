@@ -43,6 +43,10 @@ DELTAS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], dtype=np.int64)  # (drow, 
 SYMMETRY_CHOICES = ("C4", "D4")
 
 
+#: the farthest goal a reset draws (each move of the random walk costs a state copy; 10**5 took 30 s)
+MAX_GOAL_MOVES = 1000
+
+
 class SubsetDiscrete(spaces.Discrete):
     """``Discrete(n)`` restricted to an allowed subset: ``sample`` and ``contains`` respect it.
 
@@ -153,8 +157,8 @@ class GridWorldEnv(SymmetricEnv):
             )
         if symmetry not in SYMMETRY_CHOICES:
             raise ValueError(f"symmetry must be one of {SYMMETRY_CHOICES}, got {symmetry!r}")
-        if goal_moves is not None and (not isinstance(goal_moves, (int, np.integer)) or goal_moves < 1):
-            raise ValueError(f"goal_moves must be a positive int or None, got {goal_moves!r}")
+        if goal_moves is not None and (not isinstance(goal_moves, (int, np.integer)) or not 1 <= goal_moves <= MAX_GOAL_MOVES):
+            raise ValueError(f"goal_moves must be an int in 1..{MAX_GOAL_MOVES} or None, got {goal_moves!r}")
         if not isinstance(resolution, (int, np.integer)) or not 16 <= resolution <= 512:
             raise ValueError(f"resolution must be an int in 16..512, got {resolution!r}")
         self.render_mode = render_mode

@@ -367,10 +367,11 @@ class ObliqueRenderer:
 # ----------------------------------------------------------------------------------------------
 
 
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
+def _positive(name: str, value: Any, allow_zero: bool = False, maximum: float = 1e3) -> float:
+    """A physical constant in (0, maximum] (or [0, maximum]): larger ones overflow the integrator to NaN."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
+    if not ok or value < 0 or (value == 0 and not allow_zero) or value > maximum:
+        bound = f"in [0, {maximum:g}]" if allow_zero else f"in (0, {maximum:g}]"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 

@@ -183,8 +183,8 @@ class RotatingObjectEnv(SymmetricEnv):
             raise ValueError(f"max_angle must be a number in (0, pi] radians, got {max_angle!r}")
         if not _is_real(goal_tolerance) or not 0.0 < goal_tolerance < np.pi:
             raise ValueError(f"goal_tolerance must be a number in (0, pi) radians, got {goal_tolerance!r}")
-        if not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool) or resolution < 16:
-            raise ValueError(f"resolution must be an integer >= 16, got {resolution!r}")
+        if not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool) or not 16 <= resolution <= 512:
+            raise ValueError(f"resolution must be an integer in 16..512, got {resolution!r}")
 
         self.render_mode = render_mode
         self.actions = actions
