@@ -11,7 +11,8 @@ Run directory layout (only rank 0 writes)::
     out_dir/tb/                TensorBoard scalars
 
 Distributed: the same code runs under ``torchrun --nproc_per_node=N`` (DistributedDataParallel,
-gloo on CPU, nccl on GPU). Each rank reads its own shard of every epoch's shuffled index list
+gloo on CPU, nccl on GPU; BatchNorm running statistics averaged over ranks before every
+checkpoint, so all ranks hold the same model). Each rank reads its own shard of every epoch's shuffled index list
 (``DistributedSampler``); ``batch_size`` is the global batch, split evenly across ranks.
 
 Resuming is exact: every random choice (shuffling, the loss's negatives) is derived from
@@ -292,6 +293,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
             writer = SummaryWriter(str(out / "tb"), purge_step=state["global_step"] or None)
 
     def checkpoint(path: Path) -> None:
+        sync_batchnorm_statistics(model, world)  # every rank calls this at the same points
         if rank == 0:
             save_checkpoint(
                 path, model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
@@ -358,6 +360,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
         row = {"epoch": epoch + 1, **{k: v / n for k, v in state["sums"].items()}, "seconds": seconds,
                "transitions_per_s": (len(batches) - skip) * cfg.batch_size / max(seconds, 1e-9)}
         if len(val_idx):
+            sync_batchnorm_statistics(model, world)  # every rank validates the same model
             row.update(validate(model, full, val_idx, device, amp, cfg))
         state["history"].append(row)
         state["epoch"], state["step_in_epoch"], state["sums"] = epoch + 1, 0, {}
@@ -379,6 +382,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
     else:
         finished = True
 
+    sync_batchnorm_statistics(model, world)
     digests = [parameter_digest(model)]
     if world > 1:
         gathered: list[Any] = [None] * world
@@ -398,6 +402,22 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
     if world > 1:
         dist.barrier()
     return TrainResult(out, best_path, last_path, state["history"], finished)
+
+
+def sync_batchnorm_statistics(model: torch.nn.Module, world: int) -> None:
+    """Average BatchNorm running statistics over ranks (a no-op for one process).
+
+    DistributedDataParallel keeps parameters equal, but each rank's running mean and variance
+    follow its own shard of the data; averaged before every checkpoint and validation, every
+    rank holds (and rank 0 saves) the same model. Training itself uses batch statistics, so this
+    changes nothing in the optimisation.
+    """
+    if world == 1:
+        return
+    for name, buf in model.named_buffers():
+        if name.endswith(("running_mean", "running_var")):
+            dist.all_reduce(buf)
+            buf.div_(world)
 
 
 def validation_split(n_episodes: int, episode_length: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
