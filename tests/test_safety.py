@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -283,3 +285,46 @@ def test_env_options_out_of_bounds_are_named(env_id, kwargs, option):
     with pytest.raises(ValueError, match=f"^{option} must be"):
         gym.make(env_id, **kwargs)
     assert time.perf_counter() - start < 5.0
+
+
+# -------------------------------------------------------------------------------------------------
+# Datasets larger than memory stream from disk
+# -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tiny_file_declaring_gigabytes_streams_instead_of_loading(three_objects, tmp_path):
+    from symwm.world_models.datasets import TransitionDataset
+
+    big = tmp_path / "declares_16GB.h5"
+    n, steps = 200_000, 3  # obs declared [200000, 3, 50, 50, 3] uint8: 4.2 GB, almost nothing written
+    with h5py.File(three_objects) as src, h5py.File(big, "w") as dst:
+        dst.attrs.update(dict(src.attrs))
+        dst.attrs["n_episodes"], dst.attrs["episode_length"] = n, steps - 1
+        for name in ("obs", "actions", "rewards") + tuple(f"states/{k}" for k in src["states"]):
+            ds = src[name]
+            length = steps - 1 if name in ("actions", "rewards") else steps
+            shape = (n, length) + ds.shape[2:]
+            chunk = 1 if name == "obs" else 20_000  # obs chunked per episode, as collect writes long episodes
+            dst.create_dataset(name, shape=shape, dtype=ds.dtype, chunks=(chunk,) + shape[1:], compression="gzip")
+        dst.create_dataset("episode_seeds", shape=(n,), dtype=np.int64)
+    assert big.stat().st_size < 1_000_000
+    from symwm.world_models import datasets as ds_module
+
+    real = ds_module.available_memory()
+    ds = TransitionDataset(big)
+    assert ds.nbytes > 4e9 and (ds.in_memory is False or ds.nbytes <= 0.5 * real)
+    assert ds[5]["obs"].shape == (50, 50, 3)  # streamed from disk
+    if ds.nbytes > 0.5 * real:
+        with pytest.raises(DatasetError, match="GiB.*read it lazily"):
+            TransitionDataset(big, in_memory=True)
+
+
+def test_memory_share_decides_loading(three_objects, monkeypatch):
+    from symwm.world_models import datasets as ds_module
+
+    monkeypatch.setattr(ds_module, "available_memory", lambda: 1000)
+    lazy = ds_module.TransitionDataset(three_objects)
+    assert lazy.in_memory is False and lazy[3]["obs"].shape == (50, 50, 3)
+    with pytest.raises(DatasetError, match="more than 50% of the"):
+        ds_module.TransitionDataset(three_objects, in_memory=True)

@@ -10,7 +10,9 @@
 Both return dicts of tensors: observations uint8 ``[H, W, C]`` (``WorldModel.preprocess`` turns
 them into floats), actions int64 scalars or float32 ``[A]``. With ``states=True`` they add the
 ground-truth states, with ``twins=True`` the transformed twins used by the EE and DIE metrics.
-``in_memory=False`` reads lazily, opening the file once per process (h5py handles are never
+``in_memory=None`` (the default) loads the file whole when it needs at most half the available
+memory and streams it from disk otherwise; ``True`` forces loading (refused past that share),
+``False`` reads lazily, opening the file once per process (h5py handles are never
 shared across ``fork``); the datasets are picklable, so ``DataLoader(num_workers=...)`` and
 ``DistributedSampler`` work as usual.
 """
@@ -36,6 +38,24 @@ SUPPORTED_VERSIONS = (FORMAT_VERSION,)
 #: chunk cache per open file: holds a few whole-episode chunks (Reacher episodes are ~1 MB raw)
 _CACHE_BYTES = 32 * 2**20
 _REQUIRED_ATTRS = ("env_id", "env_kwargs", "n_episodes", "episode_length")
+
+
+#: datasets larger than this share of the available memory stream from disk (``in_memory=None``)
+MEMORY_SHARE = 0.5
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux, else the physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 class DatasetError(ValueError):
@@ -266,13 +286,13 @@ class _RolloutDataset(Dataset):
         self,
         path: str | os.PathLike,
         *,
-        in_memory: bool,
+        in_memory: bool | None,
         states: bool,
         twins: bool,
         expect_env_id: str | None,
     ):
         self.path = Path(path)
-        self.in_memory, self.with_states, self.with_twins = bool(in_memory), bool(states), bool(twins)
+        self.in_memory, self.with_states, self.with_twins = bool(in_memory), bool(states), bool(twins)  # None: decided below
         with open_dataset(self.path, expect_env_id) as f:
             if twins and not f.n_twins:
                 raise DatasetError(f"{self.path}: has no transformed twins; collect it with twins='all' or an int")
@@ -286,6 +306,14 @@ class _RolloutDataset(Dataset):
                 names += [f"twins/states/{k}" for k in f.state_keys] if states else []
             self._names = tuple(names)
             self._arrays: dict[str, np.ndarray] | None = None
+            self.nbytes = sum(int(np.prod(f[n].shape)) * f[n].dtype.itemsize for n in names)
+            if in_memory is None:  # load whole when it fits comfortably, else stream from disk
+                self.in_memory = self.nbytes <= MEMORY_SHARE * available_memory()
+            elif in_memory and self.nbytes > MEMORY_SHARE * available_memory():
+                raise DatasetError(
+                    f"{self.path}: loading it needs {self.nbytes / 2**30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the "
+                    f"{available_memory() / 2**30:.1f} GiB available; read it lazily (in_memory=False or None)"
+                )
             if self.in_memory:
                 try:
                     self._arrays = {name: f[name][()] for name in names}
@@ -357,7 +385,7 @@ class TransitionDataset(_RolloutDataset):
     def __init__(
         self,
         path: str | os.PathLike,
-        in_memory: bool = True,
+        in_memory: bool | None = None,
         *,
         states: bool = False,
         twins: bool = False,
@@ -392,7 +420,7 @@ class PathDataset(_RolloutDataset):
         self,
         path: str | os.PathLike,
         horizon: int,
-        in_memory: bool = True,
+        in_memory: bool | None = None,
         *,
         starts: str = "first",
         states: bool = False,
