@@ -328,3 +328,56 @@ def test_memory_share_decides_loading(three_objects, monkeypatch):
     assert lazy.in_memory is False and lazy[3]["obs"].shape == (50, 50, 3)
     with pytest.raises(DatasetError, match="more than 50% of the"):
         ds_module.TransitionDataset(three_objects, in_memory=True)
+
+
+@pytest.mark.parametrize("shape", [(25, 50, 3), (50, 50, 4)])
+def test_data_with_other_image_shapes_is_refused_by_name(three_objects, tmp_path, shape):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(three_objects) as src, h5py.File(bad, "w") as dst:
+        for name in ("actions", "rewards", "episode_seeds"):
+            src.copy(src[name], dst, name)
+        src.copy(src["states"], dst, "states")
+        dst.attrs.update(dict(src.attrs))
+        n, t = src["obs"].shape[:2]
+        dst.create_dataset("obs", data=np.zeros((n, t) + shape, np.uint8))
+    spec = ModelSpec(SHAPES, "none", "cpu", env_kwargs={"n_objects": 3})
+    with pytest.raises(ValueError, match=rf"observations of shape \({shape[0]}, {shape[1]}, {shape[2]}\), the model reads \(50, 50, 3\)"):
+        train(spec, TrainConfig(dataset=str(bad), out_dir=str(tmp_path / "r"), epochs=1, batch_size=4, progress=False,
+                                tensorboard=False, val_fraction=0.0))
+    with pytest.raises(ValueError, match="observations of shape"):
+        evaluate(build_model(spec), bad, 1)
+
+
+def test_a_full_disk_fails_in_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    from symwm.world_models import collect as collect_module
+
+    out = collect(tmp_path / "d.h5", SHAPES, 3, 2, progress=False)
+    before = out.read_bytes()
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(collect_module._Writer, "flush", full)
+    with pytest.raises(OSError, match=r"disk full while writing .*d.h5 \(temporary file removed; any earlier d.h5 is unchanged\)"):
+        collect(out, SHAPES, 3, 2, seed=9, progress=False)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
+
+
+def test_temporary_files_of_killed_collections_are_removed_by_the_next(tmp_path):
+    killed = tmp_path / ".d.h5.2147483646.deadbeef.tmp"  # SIGKILL cannot be caught: its file stays until then
+    killed.write_bytes(b"partial")
+    alive = tmp_path / f".d.h5.{os.getppid()}.cafebabe.tmp"  # a running collection's file is left alone
+    alive.write_bytes(b"partial")
+    collect(tmp_path / "d.h5", SHAPES, 2, 2, progress=False)
+    assert not killed.exists() and alive.exists()
+
+
+def test_cli_refuses_a_crafted_checkpoint_in_one_line(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    torch.save(_RunsCode(marker), tmp_path / "evil.pt")
+    data = collect(tmp_path / "e.h5", SHAPES, 4, 2, progress=False)
+    assert main(["eval", str(tmp_path / "evil.pt"), "--dataset", str(data)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "refused" in err and "\n" not in err and not marker.exists()

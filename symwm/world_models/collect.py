@@ -31,6 +31,7 @@ import contextlib
 import copy
 import errno
 import functools
+import glob
 import json
 import os
 import re
@@ -51,7 +52,7 @@ from tqdm.auto import tqdm
 import symwm
 from symwm.envs.grid_world import SubsetDiscrete
 from symwm.envs.symmetry import SymmetricEnv
-from symwm.world_models.locks import acquire_lock
+from symwm.world_models.locks import pid_alive, acquire_lock
 
 #: version of the file layout written by :func:`collect` (readers refuse other versions)
 FORMAT_VERSION = 1
@@ -397,6 +398,7 @@ def collect(
         }
         factory = functools.partial(_make_env, env_id, kwargs, total_steps)
         lock = acquire_lock(path.parent / f".{path.name}.lock", f"dataset {path}", ValueError)
+        _remove_stale_temporaries(path)
         try:
             with _terminate_as_interrupt(), h5py.File(tmp, "w") as h5:
                 writer = _Writer(h5, env, n_episodes, episode_length, attrs, compression, elements, indices)
@@ -432,6 +434,14 @@ def _check_output_path(path: str | os.PathLike) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{path} exists and is not writable")
     return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``.<name>.<pid>.<hex>.tmp`` files of ``path`` left by collections that were killed (SIGKILL)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2 :].split(".")
+        if len(parts) == 3 and parts[0].isdigit() and not pid_alive(int(parts[0])):
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -65,9 +65,18 @@ def _check(spec: ModelSpec, env_id: str | None, theirs: dict[str, str], what: st
         )
 
 
-def check_compatible(spec: ModelSpec, env_id: str, env_kwargs: Mapping[str, Any], what: str) -> None:
-    """Raise ``ValueError`` naming every difference between the model's env and data of ``env_id`` with ``env_kwargs``."""
+def check_compatible(
+    spec: ModelSpec, env_id: str, env_kwargs: Mapping[str, Any], what: str, obs_shape: tuple[int, ...] | None = None
+) -> None:
+    """Raise ``ValueError`` naming every difference between the model's env and data of ``env_id`` with ``env_kwargs``.
+
+    ``obs_shape``: the observations the data actually hold, compared with the model's env too.
+    """
     _check(spec, env_id, env_signature(env_id, env_kwargs), what, dict(env_kwargs))
+    if obs_shape is not None:
+        want = gym.make(spec.env_id, **{k: v for k, v in spec.env_kwargs.items() if k not in TASK_KWARGS}).observation_space.shape
+        if tuple(obs_shape) != tuple(want):
+            raise ValueError(f"{what} holds observations of shape {tuple(obs_shape)}, the model reads {tuple(want)} ({spec.env_id})")
 
 
 def check_env_matches(model: Any, env: gym.Env) -> None:

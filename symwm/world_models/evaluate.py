@@ -124,7 +124,7 @@ def evaluate(
     device = torch.device(device)
     model = model.to(device).eval()
     with open_dataset(dataset, expect_env_id=model.spec.env_id) as f:
-        check_compatible(model.spec, f.env_id, f.env_kwargs, f"evaluation data {dataset}")
+        check_compatible(model.spec, f.env_id, f.env_kwargs, f"evaluation data {dataset}", f.obs_shape)
         has_twins = f.n_twins > 0
         elements = f.twin_elements() if has_twins else []
         env = f.make_env() if hard_negatives or has_twins else None

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -30,7 +31,7 @@ def acquire_lock(lock: Path, what: str, error: type[Exception] = RuntimeError) -
                 holder = int(lock.read_text().strip() or "0")
             except (OSError, ValueError):
                 holder = 0
-            if holder and holder != os.getpid() and _pid_alive(holder):
+            if holder and holder != os.getpid() and pid_alive(holder):
                 raise error(f"{what} is in use by another process (pid {holder}); wait for it or choose another path") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue

@@ -244,7 +244,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
     last_path, best_path = out / "last.pt", out / "best.pt"
 
     full = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id)
-    check_compatible(spec, full.env_id, json.loads(full.attrs["env_kwargs"]), f"training data {cfg.dataset}")
+    check_compatible(spec, full.env_id, json.loads(full.attrs["env_kwargs"]), f"training data {cfg.dataset}", full.obs_shape)
     train_idx, val_idx = validation_split(full.n_episodes, full.episode_length, cfg.val_fraction, cfg.seed)
     dataset = Subset(full, train_idx)
     per_rank = cfg.batch_size // world
