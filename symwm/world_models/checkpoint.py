@@ -14,7 +14,9 @@ before any of its code could run. (A checkpoint from an untrusted source is stil
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import pickle
 import warnings
@@ -49,6 +51,11 @@ def environment_versions() -> dict[str, Any]:
     }
 
 
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of a spec's canonical JSON: stored beside the spec so that an edited spec is noticed."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
 def model_record(model: WorldModel) -> dict[str, Any]:
     """The model part of a checkpoint: spec, eval-mode weights, group and latent layout."""
     was_training = model.training
@@ -57,6 +64,7 @@ def model_record(model: WorldModel) -> dict[str, Any]:
     model.train(was_training)
     return {
         "spec": model.spec.to_dict(),
+        "spec_sha256": spec_digest(model.spec.to_dict()),
         "state_dict": state,
         "group": model.symmetry.group.name,
         "latent_shape": list(model.latent_shape),
@@ -97,6 +105,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
         raise CheckpointError(f"{path} is not a symwm checkpoint (no model spec / state_dict)")
     _compare_versions(payload.get("versions"), path)
+    if "spec_sha256" in payload and payload["spec_sha256"] != spec_digest(payload["spec"]):
+        raise CheckpointError(f"checkpoint {path}: its model spec was edited after it was saved (digest mismatch); refusing to load")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {payload.get('format_version')}, this symwm reads {FORMAT_VERSION}"
