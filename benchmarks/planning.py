@@ -137,7 +137,7 @@ def train_small(env_id: str, env_kwargs: dict, work: Path, episodes: int, steps:
     t_data = time.perf_counter() - t0
     spec = ModelSpec(env_id=env_id, variant=variant, size="cpu", env_kwargs=env_kwargs)
     cfg = TrainConfig(dataset=str(data), out_dir=str(work), epochs=epochs, batch_size=batch, lr=1e-3, seed=seed,
-                      progress=False, tensorboard=False)
+                      progress=False, tensorboard=False, overwrite=True)  # settings changed: replace the old run
     log(f"training {variant} for {env_id} {env_kwargs}: {episodes} episodes x {steps} steps, {epochs} epochs")
     result = train(spec, cfg)
     done = {"settings": wanted, "data_seconds": t_data, "train_seconds": time.perf_counter() - t0 - t_data,

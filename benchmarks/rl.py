@@ -248,7 +248,7 @@ def world_model(task: str, out_dir: Path, quick: bool) -> tuple[Path, dict[str, 
     spec = ModelSpec(env_id=env_id, variant="ours", size="cpu", env_kwargs=env_kwargs)
     result = train(spec, TrainConfig(
         dataset=str(data), out_dir=str(run_dir), epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-        seed=cfg["seed"], device="cpu", progress=False, tensorboard=False,
+        seed=cfg["seed"], device="cpu", progress=False, tensorboard=False, overwrite=True,  # settings changed: replace
     ))
     t2 = time.perf_counter()
     info = {"config": cfg, "env_kwargs": env_kwargs, "collect_s": t1 - t0, "train_s": t2 - t1,
