@@ -357,11 +357,11 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_old_file(tmp_path, monkeypa
     out = collect(tmp_path / "d.h5", SHAPES, 3, 2, progress=False)
     before = out.read_bytes()
 
-    def full(self):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class Usage:  # what shutil.disk_usage reports on a disk with 1 MiB left
+        free = 1 << 20
 
-    monkeypatch.setattr(collect_module._Writer, "flush", full)
-    with pytest.raises(OSError, match=r"disk full while writing .*d.h5 \(temporary file removed; any earlier d.h5 is unchanged\)"):
+    monkeypatch.setattr(collect_module.shutil, "disk_usage", lambda path: Usage)
+    with pytest.raises(OSError, match=r"disk full while writing .*d.h5 \(temporary file removed; any earlier d.h5 is unchanged\): No space"):
         collect(out, SHAPES, 3, 2, seed=9, progress=False)
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
 

@@ -35,6 +35,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import uuid
@@ -410,7 +411,8 @@ def collect(
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno == errno.ENOSPC or "No space left" in str(exc):
-                raise OSError(errno.ENOSPC, f"disk full while writing {path} (temporary file removed; any earlier {path.name} is unchanged)") from None
+                raise OSError(errno.ENOSPC, f"disk full while writing {path} (temporary file removed; any earlier "
+                                            f"{path.name} is unchanged): {exc.strerror or exc}") from None
             raise
         finally:
             tmp.unlink(missing_ok=True)
@@ -554,6 +556,8 @@ def _run(
 #: target raw size of one HDF5 chunk (and of one buffered block of episodes written at once): short
 #: episodes (the release's one-step recipe) share a chunk instead of paying per-chunk overhead
 CHUNK_BYTES = 1 << 20
+#: free space kept beyond a block's raw size (HDF5 metadata, the file's closing writes)
+DISK_MARGIN = 4 << 20
 
 
 class _Writer:
@@ -650,8 +654,14 @@ class _Writer:
         if not count:
             return
         rows = slice(self.first, self.first + count)
-        for name, values in self.buffer.items():
-            self.h5[name][rows] = np.stack(values)
+        blocks = {name: np.stack(values) for name, values in self.buffer.items()}
+        # HDF5 that hits a full disk floods stderr and can crash on close: stop before it would
+        need = sum(b.nbytes for b in blocks.values()) + DISK_MARGIN
+        free = shutil.disk_usage(Path(self.h5.filename).parent).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free / 2**20:.1f} MiB free, the next block needs up to {need / 2**20:.1f} MiB)")
+        for name, block in blocks.items():
+            self.h5[name][rows] = block
         self.first += count
         self.buffer = {}
 
