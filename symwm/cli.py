@@ -146,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = load_model(ckpt, device=args.device)
         name = f"{model.spec.variant} ({names[ckpt]})"
         rows[name] = evaluate(model, args.dataset, args.horizon, batch_size=args.batch_size,
-                              device=args.device, seed=args.seed, hard_negatives=args.hard_negatives)
+                              device=args.device, seed=args.seed, hard_negatives=args.hard_negatives, progress=not args.quiet)
     title = f"{Path(args.dataset).name}, {args.horizon}-step prediction"
     print(format_table(rows, title))
     if args.out:
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="directory for <stem>.md and <stem>.csv")
     p.add_argument("--stem", default="eval", help="file name stem (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("envs", help="print the table of registered environments")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from symwm.envs.groups import rotation_from_vector
 from symwm.world_models.compatibility import check_compatible
@@ -51,9 +52,15 @@ COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "hard_hits@1", "hard_mrr", "ee"
 
 
 @torch.no_grad()
-def _batched(fn, *tensors: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Apply ``fn`` to aligned batches of ``tensors`` on ``device``; results concatenated on CPU."""
-    out = [fn(*(t[i : i + batch_size].to(device) for t in tensors)).cpu() for i in range(0, len(tensors[0]), batch_size)]
+def _batched(fn, *tensors: torch.Tensor, batch_size: int, device: torch.device, desc: str | None = None) -> torch.Tensor:
+    """Apply ``fn`` to aligned batches of ``tensors`` on ``device``; results concatenated on CPU.
+
+    ``desc``: show a progress bar with this label (None: none).
+    """
+    starts = range(0, len(tensors[0]), batch_size)
+    if desc is not None:
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+    out = [fn(*(t[i : i + batch_size].to(device) for t in tensors)).cpu() for i in starts]
     return torch.cat(out)
 
 
@@ -119,6 +126,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     seed: int = 0,
     hard_negatives: int = 0,
+    progress: bool = False,
 ) -> dict[str, float]:
     """The paper's metrics for ``model`` on the rollout file ``dataset`` at ``horizon`` steps."""
     device = torch.device(device)
@@ -138,8 +146,9 @@ def evaluate(
     def predict(o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return model.rollout(model.encode(o), a)
 
-    pred = _batched(predict, obs, actions, batch_size=batch_size, device=device)  # [N, K, D]
-    target = _batched(model.encode, next_obs, batch_size=batch_size, device=device)
+    bar = (lambda what: f"{what} ({len(paths)} episodes)") if progress else (lambda what: None)  # noqa: E731
+    pred = _batched(predict, obs, actions, batch_size=batch_size, device=device, desc=bar(f"{horizon}-step predictions"))  # [N, K, D]
+    target = _batched(model.encode, next_obs, batch_size=batch_size, device=device, desc=bar("true latents"))
     results: dict[str, float] = {"episodes": float(len(paths)), "horizon": float(horizon)}
     results.update(ranking_metrics(pred, target))
 
