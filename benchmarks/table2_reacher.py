@@ -31,7 +31,7 @@ def build(scale: str, quick: bool) -> list[Setting]:
     if quick:
         hp.update(epochs=1, batch_size=64)
         train, ev = Data(30, 10, 5), Data(30, 10, 5)
-    common = dict(env_id="symwm/Reacher-v0", eval=ev, train=train, variants=("none", "full", "ours"), horizon=1, twins=4,
+    common = dict(env_id="symwm/Reacher-v0", eval=ev, train=train, variants=("none", "full", "ours"), horizon=1, twins="quarter-turn",
                   metrics=("hits@1", "hits@10", "mrr", "ee", "die_model"), **hp)
     return [
         Setting(key="reacher-all", title="Reacher, all actions, 1 step", paper=PAPER, **common),
