@@ -38,7 +38,7 @@ def test_collect_train_eval(tmp_path, capsys):
     train_h5, eval_h5, run = tmp_path / "train.h5", tmp_path / "eval.h5", tmp_path / "run"
     env = ["--env", "symwm/Shapes2D-v0"]
     assert main(["collect", *env, "--out", str(train_h5), "--episodes", "30", "--steps", "5", "--actions", "no-left", "--quiet"]) == 0
-    assert main(["collect", *env, "--out", str(eval_h5), "--episodes", "12", "--steps", "3", "--twins", "2", "--seed", "7", "--quiet"]) == 0
+    assert main(["collect", *env, "--out", str(eval_h5), "--episodes", "12", "--steps", "3", "--twins", "quarter-turn", "--seed", "7", "--quiet"]) == 0
     assert main(["train", *env, "--variant", "ours", "--dataset", str(train_h5), "--out-dir", str(run),
                  "--epochs", "2", "--batch-size", "50", "--no-progress", "--no-tensorboard"]) == 0
     assert json.loads((run / "summary.json").read_text())["finished"]

@@ -3,7 +3,7 @@
 A model stores the env id and kwargs it was built for (:class:`~symwm.world_models.model.ModelSpec`).
 Comparing kwargs literally would refuse harmless differences (a goal distance, an action subset),
 so both sides are compared by what the model depends on: the spaces and the shapes of the
-ground-truth state of the env each set of kwargs makes. A 5-object model meets 3-object data, a
+ground-truth state of the env each set of kwargs makes (extra state, such as a goal, is allowed). A 5-object model meets 3-object data, a
 Shapes2D checkpoint meets a Cubes3D env: refused, naming what differs.
 """
 
@@ -34,7 +34,7 @@ def _signature_of(env: gym.Env) -> dict[str, str]:
     sig = {"observation space": _space(env.observation_space), "action space": _space(env.action_space)}
     states = getattr(env, "state_space", None)
     if isinstance(states, gym.spaces.Dict):
-        sig["state"] = ", ".join(f"{k}{tuple(s.shape)}" for k, s in states.spaces.items())
+        sig.update({f"state {k}": str(tuple(s.shape)) for k, s in states.spaces.items()})
     return sig
 
 
@@ -57,7 +57,9 @@ def _check(spec: ModelSpec, env_id: str | None, theirs: dict[str, str], what: st
     if env_id is not None and env_id != spec.env_id:
         raise ValueError(f"{what} is of {env_id}, but the model was built for {spec.env_id}")
     mine = env_signature(spec.env_id, spec.env_kwargs)
-    diffs = [f"{k}: model {mine.get(k)} vs {theirs.get(k)}" for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    # the other side may carry extra state (a goal configuration): only what the model knows must agree
+    keys = sorted(set(mine) | {k for k in theirs if not k.startswith("state ")})
+    diffs = [f"{k}: model {mine.get(k)} vs {theirs.get(k)}" for k in keys if mine.get(k) != theirs.get(k)]
     if diffs:
         raise ValueError(
             f"{what} does not match the model ({'; '.join(diffs)}); the model's env kwargs are {dict(spec.env_kwargs)}, "
