@@ -174,27 +174,23 @@ def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, pa
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
 
-#: files of a run directory; a directory holding the first two is a run that only --resume or --overwrite may touch
 class RunDirectoryError(ValueError):
     """A run directory holds a run that would be clobbered, or another training is using it."""
 
 
+#: files of a run directory; a directory holding the first two is a run that only --resume or --overwrite may touch
 RUN_FILES = ("last.pt", "summary.json", "best.pt", "train_log.csv", "config.json")
 LOCK = ".lock"
 
 
-def data_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+def data_fingerprint(data: TransitionDataset) -> dict[str, Any]:
     """What identifies a training file: path, size, and the collection's creation time, seed and settings."""
-    from symwm.world_models.datasets import open_dataset
-
-    p = Path(path).resolve()
-    with open_dataset(p) as f:
-        attrs = f.attrs
-        return {
-            "path": str(p), "bytes": p.stat().st_size, "env_id": f.env_id, "env_kwargs": attrs.get("env_kwargs"),
-            "actions": attrs.get("actions"), "seed": attrs.get("seed"), "created": attrs.get("created"),
-            "n_episodes": f.n_episodes, "episode_length": f.episode_length,
-        }
+    p, attrs = data.path.resolve(), data.attrs
+    return {
+        "path": str(p), "bytes": p.stat().st_size, "env_id": data.env_id, "env_kwargs": attrs.get("env_kwargs"),
+        "actions": attrs.get("actions"), "seed": attrs.get("seed"), "created": attrs.get("created"),
+        "n_episodes": data.n_episodes, "episode_length": data.episode_length,
+    }
 
 
 def _prepare_run_dir(out: Path, cfg: TrainConfig) -> None:
@@ -251,7 +247,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"dataset {cfg.dataset} has {len(dataset)} training transitions, fewer than one batch of {cfg.batch_size}")
 
-    fingerprint = data_fingerprint(cfg.dataset)
+    fingerprint = data_fingerprint(full)
     torch.manual_seed(cfg.seed)
     payload = None
     if cfg.resume:
