@@ -13,7 +13,8 @@ One file holds ``N`` episodes of exactly ``T`` recorded steps (see :func:`collec
     twins/elements     int64 [G] indices into env.symmetry.<attrs["group"]>.elements(),
                        or float64 [G, 3, 3] rotation matrices (SO(3))
 
-Every dataset is chunked per episode (per episode and twin for ``twins/obs``), compressed (gzip
+Every dataset is chunked by blocks of whole episodes, about 1 MiB of observations each (at least one
+episode; ``twins/obs`` also per twin), compressed (gzip
 level 4 by default: smaller than lzf and no slower to read on our images) and
 checksummed (fletcher32), so a corrupted chunk raises on read instead of returning garbage.
 Root attributes: ``format_version``, ``env_id``, ``env_kwargs`` (JSON), ``actions`` (subset
