@@ -253,7 +253,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         format_table(rows, title),
         f"Target: `ours` Hits@1 >= 90 % while `none` stays at or below 60 %: **{verdict}** "
         f"(ours {ours:.1f} %, none {none:.1f} %). One seed is one run: "
-        "[benchmarks/results/demo/seeds.md](../../benchmarks/results/demo/seeds.md) gives seeds 0-4.",
+        "`benchmarks/results/demo/seeds.md` in the repository gives seeds 0-4.",
         "",
         "The paper (earlier full version, 3D Blocks without 'left', paper-size models, 100 epochs): "
         f"none Hits@1 {PAPER['none']['hits@1']} %, MRR {PAPER['none']['mrr']} %, DIE(model) x1e-3 181; "
