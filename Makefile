@@ -12,13 +12,13 @@ STAMP := $(VENV)/.symwm-installed
 
 venv: $(STAMP)
 
+# escnn goes last and without dependencies: its py3nj needs a Fortran compiler and is optional;
+# installed before the project, every later pip call would complain about the missing py3nj.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[test]"
-	# escnn last and without dependencies: its py3nj needs a Fortran compiler and is optional;
-	# installed first, every later pip call would print a dependency "ERROR" about it
 	$(PY) -m pip install --quiet --no-deps "$(ESCNN_SPEC)"
 	$(PY) -c "import torch, escnn, gymnasium, pymunk, stable_baselines3, h5py, symwm"
 	touch $(STAMP)
