@@ -39,18 +39,23 @@ def _signature_of(env: gym.Env) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _signature(env_id: str, kwargs_json: str) -> tuple[tuple[str, str], ...]:
+def _signature(env_id: str, kwargs_json: str) -> tuple[tuple[tuple[str, str], ...], tuple[int, ...]]:
+    """(signature items, observation shape) of one env made once per distinct id and kwargs."""
     kwargs = {k: v for k, v in json.loads(kwargs_json).items() if k not in TASK_KWARGS}
     env = gym.make(env_id, **kwargs)
     try:
-        return tuple(_signature_of(env).items())
+        return tuple(_signature_of(env).items()), tuple(env.observation_space.shape or ())
     finally:
         env.close()
 
 
+def _key(env_kwargs: Mapping[str, Any]) -> str:
+    return json.dumps(dict(env_kwargs), sort_keys=True, default=str)
+
+
 def env_signature(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, str]:
     """What a model depends on in the env ``env_id`` made with ``env_kwargs``: its spaces and state layout."""
-    return dict(_signature(env_id, json.dumps(dict(env_kwargs), sort_keys=True, default=str)))
+    return dict(_signature(env_id, _key(env_kwargs))[0])
 
 
 def _check(spec: ModelSpec, env_id: str | None, theirs: dict[str, str], what: str, their_kwargs: Any) -> None:
@@ -76,9 +81,9 @@ def check_compatible(
     """
     _check(spec, env_id, env_signature(env_id, env_kwargs), what, dict(env_kwargs))
     if obs_shape is not None:
-        want = gym.make(spec.env_id, **{k: v for k, v in spec.env_kwargs.items() if k not in TASK_KWARGS}).observation_space.shape
-        if tuple(obs_shape) != tuple(want):
-            raise ValueError(f"{what} holds observations of shape {tuple(obs_shape)}, the model reads {tuple(want)} ({spec.env_id})")
+        want = _signature(spec.env_id, _key(spec.env_kwargs))[1]  # cached: no second env
+        if tuple(obs_shape) != want:
+            raise ValueError(f"{what} holds observations of shape {tuple(obs_shape)}, the model reads {want} ({spec.env_id})")
 
 
 def check_env_matches(model: Any, env: gym.Env) -> None:
