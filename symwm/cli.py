@@ -84,11 +84,9 @@ def check_equivariance(env_id: str, n_checks: int, seed: int) -> float:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from symwm.world_models.collect import collect
+    from symwm.world_models.collect import collect, parse_twins
 
-    twins = args.twins
-    if twins is not None and twins not in ("all", "quarter-turn"):
-        twins = int(twins)
+    twins = parse_twins(args.twins)
     path = collect(
         args.out, args.env, args.episodes, args.steps, seed=args.seed,
         env_kwargs=parse_assignments(args.env_kwarg, "--env-kwarg"), actions=args.actions,

@@ -77,15 +77,12 @@ def _dataset(path: Path, env_id: str, episodes: int, steps: int, seed: int, acti
     return ensure_collected(path, env_id, episodes, steps, seed=seed, actions=actions, twins=twins, progress=False)
 
 
-def _twins(text: str) -> str | int | None:
-    """The demo's twins option as :func:`symwm.world_models.collect.collect` takes it."""
-    return int(text) if text.isdigit() else (text or None)
-
-
 def _collect_all(cfg: DemoConfig, out: Path) -> tuple[Path, Path, Path]:
     """Training, evaluation and held-in evaluation files, collected in two worker processes."""
+    from symwm.world_models.collect import parse_twins
+
     jobs = {  # the longest first: eval (twins) and train run side by side, the held-in set follows eval
-        "eval": (out / "eval.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 2, None, _twins(cfg.twins)),
+        "eval": (out / "eval.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 2, None, parse_twins(cfg.twins)),
         "train": (out / "train.h5", cfg.env_id, cfg.train_transitions, 1, cfg.seed + 1, f"no-{cfg.held_out}", None),
         "seen": (out / "eval_seen.h5", cfg.env_id, cfg.eval_episodes, cfg.steps, cfg.seed + 3, f"no-{cfg.held_out}", None),
     }

@@ -214,6 +214,19 @@ def episode_seeds(seed: int, index: int) -> tuple[int, int]:
     return int(words[0] >> np.uint64(1)), int(words[1] >> np.uint64(1))  # 63 bits: fits int64
 
 
+def parse_twins(text: str | None) -> str | int | None:
+    """The ``twins`` option from command-line text: ``'quarter-turn'``, ``'all'``, a count; None stays None."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    if text in (QUARTER_TURN, "all"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"twins must be '{QUARTER_TURN}', 'all' or a positive int, got {text!r}") from None
+
+
 def choose_twin_elements(env: gym.Env, twins: str | int, seed: int) -> tuple[list[Any], np.ndarray | None]:
     """The group elements of a dataset's transformed twins and, for finite groups, their indices.
 
