@@ -442,7 +442,6 @@ def build_authors_model(spec: ModelSpec, initialize: bool = False) -> AuthorsMod
         if env.symmetry.planar.reflections:
             raise ValueError("the release's C4 layers cover C4 grid worlds only (symmetry='C4')")
         pool = int(p["sen_pool"])
-        fields = int(p["latent_fields"])  # the latent: F copies of C4's regular representation per object
         size = h // pool
         if spec.variant == "full":
             from symwm.world_models.models.grid import matching_sen_fields
@@ -453,8 +452,9 @@ def build_authors_model(spec: ModelSpec, initialize: bool = False) -> AuthorsMod
         else:
             sen = PlainGridSEN(c, k, int(p["sen_channels"]), int(p["sen_layers"]), pool)
         if spec.variant == "none":
-            d = 4 * fields
+            d = int(p["latent_dim"])  # C-SWM's plain latent per object (2, as in the release)
             return AuthorsModel(sen, MLPObjectEncoder(size * size, int(p["encoder_hidden"]), d), PlainGNN(d, k, int(p["transition_hidden"])), True)
+        fields = int(p["latent_fields"])  # the latent: F copies of C4's regular representation per object
         enc = C4OrbitEncoder(size, int(p["encoder_hidden"]), fields)
         return AuthorsModel(sen, enc, C4GNN(fields, k, int(p["transition_hidden"])), True)
     # Reacher

@@ -58,8 +58,12 @@ class DemoConfig:
     """training batch size"""
     lr: float = 1e-3
     """Adam learning rate"""
+    lr_schedule: str = "constant"
+    """learning-rate schedule ('constant' or 'cosine', see TrainConfig)"""
     val_fraction: float = 0.02
     """share of the training episodes held out to choose the best checkpoint"""
+    ours_shared: float = 0.5
+    """share of ours' optimiser steps trained with one thread while none trains beside it; the rest use both threads"""
     horizon: int = 10
     """prediction steps of the main table"""
     seed: int = 0
@@ -109,30 +113,66 @@ def _evaluate_model(checkpoint: Path, files: tuple[Path, ...], horizon: int, see
     return [evaluate(model, f, horizon, seed=seed) for f in files]
 
 
+def _train_phases(cfg: DemoConfig, run: Path, variant: str) -> list[tuple[int | None, int]]:
+    """The calls that train ``variant`` from where ``run`` stands: ``(stop at global step or None, threads)``.
+
+    ``none`` trains with one thread beside ``ours``; ``ours`` trains its first ``cfg.ours_shared``
+    share of steps with one thread and the rest with two (``none``, the cheaper model, has finished
+    by then). The split is a fixed step, not a reaction to ``none`` finishing, so that every call
+    has a fixed thread count and each seed stays bit-for-bit reproducible on one machine.
+    """
+    if variant != "ours" or cfg.ours_shared >= 1.0:
+        return [(None, 1)]
+    from symwm.world_models.train import validation_split
+
+    train_idx, _ = validation_split(cfg.train_transitions, 1, cfg.val_fraction, cfg.seed)
+    split = round(cfg.ours_shared * cfg.epochs * (len(train_idx) // cfg.batch_size))
+    done = 0
+    if (run / "last.pt").exists():
+        from symwm.world_models.checkpoint import read_checkpoint
+
+        done = int(read_checkpoint(run / "last.pt")["trainer_state"]["global_step"])
+    phases: list[tuple[int | None, int]] = [(split, 1)] if 0 < split and done < split else []
+    return phases + [(None, 2)]
+
+
 def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]) -> list[str]:
-    """Train the variants in parallel processes (one thread each), resuming unfinished runs; returns those trained now."""
+    """Train the variants side by side in processes (:func:`_train_phases`), resuming unfinished runs; returns those trained now."""
     procs: dict[str, subprocess.Popen] = {}
+    plans: dict[str, list[tuple[int | None, int]]] = {}
     procs_started: list[str] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def launch(v: str) -> None:
+        run = out / v
+        stop, threads = plans[v].pop(0)
+        cmd = [
+            sys.executable, "-m", "symwm.cli", "train", "--env", cfg.env_id, "--variant", v, "--size", "cpu",
+            "--dataset", str(data), "--out-dir", str(run), "--epochs", str(cfg.epochs),
+            "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--no-progress",
+            "--val-fraction", str(cfg.val_fraction), "--lr-schedule", cfg.lr_schedule, "--num-threads", str(threads),
+        ]
+        if (run / "last.pt").exists():
+            cmd.append("--resume")
+        if stop is not None:
+            from symwm.world_models.checkpoint import read_checkpoint
+
+            done = int(read_checkpoint(run / "last.pt")["trainer_state"]["global_step"]) if (run / "last.pt").exists() else 0
+            cmd += ["--max-steps", str(stop - done)]
+        run.mkdir(parents=True, exist_ok=True)
+        log = open(run / "train.out", "a")
+        procs[v] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _log(f"{v}: training {cfg.epochs} epochs with {threads} thread(s){f' up to step {stop}' if stop else ''} ({run})")
+
     for v in variants:
         run = out / v
         summary = run / "summary.json"
         if summary.exists() and json.loads(summary.read_text()).get("finished"):
             _log(f"{v}: already trained ({run})")
             continue
-        cmd = [
-            sys.executable, "-m", "symwm.cli", "train", "--env", cfg.env_id, "--variant", v, "--size", "cpu",
-            "--dataset", str(data), "--out-dir", str(run), "--epochs", str(cfg.epochs),
-            "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--no-progress",
-            "--val-fraction", str(cfg.val_fraction),
-        ]
-        if (run / "last.pt").exists():
-            cmd.append("--resume")
-        run.mkdir(parents=True, exist_ok=True)
-        log = open(run / "train.out", "a")
-        procs[v] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        plans[v] = _train_phases(cfg, run, v)
         procs_started.append(v)
-        _log(f"{v}: training {cfg.epochs} epochs ({run})")
+        launch(v)
     while procs:
         time.sleep(15)
         status = []
@@ -143,6 +183,8 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
                 if p.returncode:
                     raise SystemExit(f"training {v} failed (exit {p.returncode}); see {out / v / 'train.out'}")
                 del procs[v]
+                if plans[v]:
+                    launch(v)
         _log("; ".join(status))
     return sorted(procs_started)
 

@@ -13,7 +13,7 @@ from symwm.world_models.checkpoint import CheckpointError, load_model, read_chec
 from symwm.world_models.collect import collect
 from symwm.world_models.loss import contrastive_loss
 from symwm.world_models.model import ModelSpec, energy
-from symwm.world_models.train import TrainConfig, train
+from symwm.world_models.train import TrainConfig, scheduled_lr, train
 
 ENV = "symwm/RotatingObject-v0"
 
@@ -79,6 +79,27 @@ def test_resume_continues_bit_for_bit(dataset, tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
     a, b = _weights(full.last), _weights(resumed.last)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cosine_schedule_stops_at_an_epoch_end_and_resumes_bit_for_bit(dataset, tmp_path):
+    assert scheduled_lr(2e-3, "constant", 7, 10) == 2e-3
+    assert [scheduled_lr(1.0, "cosine", s, 10) for s in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0])
+    kw = dict(epochs=2, batch_size=8, lr_schedule="cosine", num_threads=1)
+    full = train(spec("ours"), config(dataset, tmp_path / "full", **kw))
+    per_epoch = json.loads((tmp_path / "full" / "summary.json").read_text())["global_step"] // 2
+    part = config(dataset, tmp_path / "part", max_steps=per_epoch, **kw)
+    assert not train(spec("ours"), part).finished
+    summary = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert summary["global_step"] == per_epoch and summary["epochs_done"] == 1  # no step past the epoch's end
+    part.resume, part.max_steps, part.epochs = True, None, 3
+    with pytest.raises(CheckpointError, match="epochs"):  # a cosine schedule's length is part of it
+        train(spec("ours"), part)
+    part.epochs = 2
+    resumed = train(spec("ours"), part)
+    a, b = _weights(full.last), _weights(resumed.last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        config(dataset, tmp_path / "bad", lr_schedule="linear")
 
 
 def test_resume_and_load_errors_name_the_problem(dataset, tmp_path):

@@ -47,6 +47,18 @@ from symwm.world_models.loss import HINGE, contrastive_loss
 from symwm.world_models.metrics import ranking_metrics
 from symwm.world_models.model import SIGMA, ModelSpec
 
+#: learning-rate schedules of ``TrainConfig.lr_schedule``
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(lr: float, schedule: str, step: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) out of ``total_steps``."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return 0.5 * lr * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    raise ValueError(f"unknown lr_schedule {schedule!r}; known: {list(LR_SCHEDULES)}")
+
 
 @dataclass
 class TrainConfig:
@@ -62,6 +74,8 @@ class TrainConfig:
     """global batch size (split across ranks); the paper uses 1024 for grid worlds, 256 for Reacher"""
     lr: float = 5e-4
     """Adam learning rate"""
+    lr_schedule: str = "constant"
+    """'constant' (the paper's) or 'cosine': decays the rate from lr to 0 over all epochs' steps (a function of the optimiser step, so resuming continues it)"""
     hinge: float = HINGE
     """margin of the negative term"""
     sigma: float = SIGMA
@@ -74,6 +88,8 @@ class TrainConfig:
     """mixed precision (default: on for CUDA, off on CPU)"""
     num_workers: int = 0
     """DataLoader worker processes"""
+    num_threads: int | None = None
+    """CPU threads of this call (torch.set_num_threads; unset: torch's default). Float results depend on it: resume with the count a run started with to continue it bit for bit"""
     checkpoint_every: int = 0
     """also save last.pt every N optimiser steps (0: at the end of each epoch only)"""
     resume: bool = False
@@ -106,6 +122,7 @@ class TrainConfig:
         integer("checkpoint_every", 0)
         integer("seed", 0)
         integer("max_steps", 1, optional=True)
+        integer("num_threads", 1, optional=True)
         for name, low in (("lr", 0.0), ("sigma", 0.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= low:
@@ -116,6 +133,8 @@ class TrainConfig:
             raise ValueError(f"amp must be true, false or unset (auto), got {self.amp!r}")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
 
@@ -169,8 +188,12 @@ def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, pa
     saved = payload.get("train_config", {})
     if payload["spec"] != spec.to_dict():
         raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
-    for key in ("dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"):
-        if key in saved and saved[key] != getattr(cfg, key):
+    keys = ["dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"]
+    if cfg.lr_schedule != "constant":  # the schedule's length is part of it
+        keys.append("epochs")
+    for key in keys + ["lr_schedule"]:
+        default = "constant" if key == "lr_schedule" else None  # runs from before the option had a constant rate
+        if saved.get(key, default) != getattr(cfg, key) and (key in saved or default is not None):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
 
@@ -232,6 +255,8 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
 
 def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None) -> TrainResult:
     rank, world = _distributed()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
     device = _device(cfg.device, rank)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} ranks")
@@ -298,7 +323,10 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
 
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     steps_this_call, finished = 0, False
+    total_steps = cfg.epochs * (len(sampler) // per_rank)
     while state["epoch"] < cfg.epochs:
+        if cfg.max_steps is not None and steps_this_call >= cfg.max_steps:
+            break  # stopped by max_steps at an epoch's end (last.pt is written there)
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
         indices = list(sampler)
@@ -324,6 +352,8 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
                     f"{state['global_step'] + 1}); nothing was updated, {last_path} holds the last finite state if it exists"
                 )
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(cfg.lr, cfg.lr_schedule, state["global_step"], total_steps)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
