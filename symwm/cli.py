@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from symwm.envs import ENV_IDS
+from symwm.envs import ENV_IDS, checker
 
 TASKS = {
     "symwm/Shapes2D-v0": "reach a goal configuration (goal_moves=k)",
@@ -61,26 +61,18 @@ def env_table() -> str:
     return "\n".join(lines)
 
 
-def check_equivariance(env_id: str, n_checks: int, seed: int) -> float:
-    """Largest ``|step(g.s, g.a) - g.step(s, a)|`` over random states, actions and group elements."""
-    env = gym.make(env_id)
-    base, sym = env.unwrapped, env.unwrapped.symmetry
-    rng = np.random.default_rng(seed)
-    env.action_space.seed(seed)
-    worst = 0.0
-    for i in range(n_checks):
-        env.reset(seed=seed + i)
-        state = base.get_state()
-        action = env.action_space.sample()
-        g = sym.action_group.sample(rng)
-        base.set_state(state)
-        base.step(action)
-        after = base.get_state()
-        base.set_state(sym.act_on_state(g, state))
-        base.step(sym.act_on_action(g, action))
-        worst = max(worst, sym.state_distance(sym.act_on_state(g, after), base.get_state()))
-    env.close()
-    return worst
+ENV_HELP = "environment id: any id gymnasium.make accepts; 'module:Name-v0' imports module first (your own registered env)"
+
+
+def env_id_arg(text: str) -> str:
+    """An ``--env`` value: a registered gymnasium id (or ``module:id``), else a usage error saying what to do."""
+    from symwm.envs.registration import find_env_spec
+
+    try:
+        find_env_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -167,13 +159,23 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    ids = args.env or list(ENV_IDS)
+    from symwm.envs.checker import check_symmetric_env
+
     failed = False
-    for env_id in ids:
-        err = check_equivariance(env_id, args.n, args.seed)
-        ok = err <= args.tol
-        failed |= not ok
-        print(f"{env_id:28s} max |step(g.s, g.a) - g.step(s, a)| = {err:.2e}  {'ok' if ok else 'FAILED'}")
+    for env_id in args.env or list(ENV_IDS):
+        env = gym.make(env_id)
+        try:
+            results = check_symmetric_env(env, args.n, args.seed, args.tol)
+        finally:
+            env.close()
+        dyn = next((r for r in results if r.name == "equivariant dynamics"), None)
+        bad = [r for r in results if not r.ok]
+        failed |= bool(bad)
+        head = f"max |step(g.s, g.a) - g.step(s, a)| = {dyn.error:.2e}" if dyn is not None and dyn.ok else "contract"
+        laws = f"; {len(results) - 1} further checks (group laws on states and actions, state round trip)" if dyn is not None else ""
+        print(f"{env_id:28s} {head}{laws}  {'ok' if not bad else 'FAILED'}")
+        for r in bad:
+            print(f"    FAILED {r.name}: {r.detail or f'largest error {r.error:.2e} > {args.tol:g}'}")
     return 1 if failed else 0
 
 
@@ -248,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Collect episodes of a registered environment under a uniformly random policy "
                        "(optionally restricted to a subset of actions) and write them, with ground-truth states and "
                        "optional transformed twins, to an HDF5 file.")
-    p.add_argument("--env", required=True, choices=ENV_IDS, help="environment id")
+    p.add_argument("--env", required=True, type=env_id_arg, help=ENV_HELP)
     p.add_argument("--out", required=True, help="HDF5 file to write (written atomically)")
     p.add_argument("--episodes", type=int, default=1000, help="number of episodes (default: %(default)s)")
     p.add_argument("--steps", type=int, default=10, help="recorded steps per episode (default: %(default)s)")
@@ -261,14 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_collect)
 
-    from symwm.world_models.build import DOMAINS, SIZES
+    from symwm.world_models.build import SIZES
     from symwm.world_models.train import TrainConfig
 
     p = sub.add_parser("train", help="train a world model on a collected dataset",
                        description="Train SEN + equivariant encoder + transition (or a baseline) with the paper's "
                        "contrastive loss. Runs unchanged under torchrun --nproc_per_node=N.")
-    p.add_argument("--env", required=True, choices=sorted(DOMAINS), help="environment the model is for")
-    p.add_argument("--variant", default="ours", help="ours | none | full (RotatingObject: ours | matmul | none)")
+    p.add_argument("--env", required=True, type=env_id_arg, help=ENV_HELP + "; the model family is chosen by what it declares")
+    p.add_argument("--variant", default="ours", help="the family's variant: ours | none | full (rotation family: ours | matmul | none)")
     p.add_argument("--size", default="cpu", choices=SIZES, help="preset size (default: %(default)s)")
     p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option the data was collected with")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset hyper-parameter")
@@ -300,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="reset seed (default: %(default)s)")
     p.set_defaults(func=cmd_gallery)
 
-    p = sub.add_parser("check", help="check that each environment's dynamics commute with its group")
-    p.add_argument("--env", action="append", choices=ENV_IDS, help="env id (repeatable; default: all)")
+    p = sub.add_parser("check", help="check environments against the symmetry contract (group laws, equivariant dynamics, twins)",
+                       description=" ".join(checker.__doc__.split("\n\n")[0].split()))
+    p.add_argument("--env", action="append", type=env_id_arg, help=ENV_HELP + " (repeatable; default: symwm's own)")
     p.add_argument("-n", type=int, default=50, help="random (state, action, g) triples per env (default: %(default)s)")
     p.add_argument("--tol", type=float, default=1e-6, help="allowed error (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -311,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Goal-conditioned receding-horizon planning (symwm.agents.planning): encode the "
                        "observation and the goal image, search action sequences with the learned transition, act, re-plan.")
     p.add_argument("checkpoint", nargs="?", default=None, help="world-model checkpoint (omit to plan with the true simulator)")
-    p.add_argument("--env", default=None, choices=ENV_IDS, help="environment id (default: the checkpoint's)")
+    p.add_argument("--env", default=None, type=env_id_arg, help=ENV_HELP + " (default: the checkpoint's)")
     p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option (repeatable)")
     p.add_argument("--goal-moves", type=int, default=None, help="grid worlds: goal distance in moves (default: 3)")
     p.add_argument("--method", default="beam", choices=["beam", "bfs", "cem", "mppi"], help="planner (default: %(default)s)")

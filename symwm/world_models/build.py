@@ -1,36 +1,47 @@
-"""Choose and build a world model by environment, variant and size (``symwm train --env ... --variant ours --size cpu``)."""
+"""Choose and build a world model for an environment, a variant and a size (``symwm train --env ... --variant ours --size cpu``).
+
+The model family comes from what the environment declares (:mod:`symwm.world_models.families`), or
+from ``spec.family`` when a spec names one; any id that ``gymnasium.make`` accepts works, including
+``"module:Name-v0"`` for an environment registered by the user's own module.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import gymnasium as gym
 
 import symwm.envs  # noqa: F401  (registers the environments)
+from symwm.envs.registration import find_env_spec
+from symwm.world_models.families import family_for_env
 from symwm.world_models.model import ModelSpec, WorldModel
 
-#: environment id -> model family module under symwm.world_models.models
-DOMAINS = {
-    "symwm/Shapes2D-v0": "grid",
-    "symwm/Cubes3D-v0": "grid",
-    "symwm/RushHour-v0": "grid",
-    "symwm/Reacher-v0": "reacher",
-    "symwm/RotatingObject-v0": "rotation",
-}
 SIZES = ("cpu", "paper")
 
 
+def make_env(spec: ModelSpec) -> gym.Env:
+    """The (unwrapped) environment a model is for; it supplies shapes, group and action space."""
+    find_env_spec(spec.env_id)
+    return gym.make(spec.env_id, **spec.env_kwargs).unwrapped
+
+
+def _family(spec: ModelSpec, env: Any, family: str | None = None) -> Any:
+    return family_for_env(env, family or spec.family, spec.env_id)
+
+
+def family(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Any:
+    """The model family for ``env_id`` (a module with ``NAME``, ``VARIANTS``, ``PRESETS``, ``supports``, ``build``)."""
+    spec = ModelSpec(env_id, env_kwargs=dict(env_kwargs or {}))
+    env = make_env(spec)
+    try:
+        return _family(spec, env)
+    finally:
+        env.close()
+
+
 def domain_of(env_id: str) -> str:
-    """The model family of an environment id."""
-    if env_id not in DOMAINS:
-        raise ValueError(f"no world model for env id {env_id!r}; known: {sorted(DOMAINS)}")
-    return DOMAINS[env_id]
-
-
-def family(env_id: str):
-    """The module that builds models for ``env_id`` (has ``VARIANTS``, ``PRESETS``, ``build``)."""
-    return importlib.import_module(f"symwm.world_models.models.{domain_of(env_id)}")
+    """The name of ``env_id``'s model family (``"grid"``, ``"reacher"``, ``"rotation"`` or a registered one)."""
+    return family(env_id).NAME
 
 
 def variants(env_id: str) -> tuple[str, ...]:
@@ -38,13 +49,11 @@ def variants(env_id: str) -> tuple[str, ...]:
     return tuple(family(env_id).VARIANTS)
 
 
-def preset(spec: ModelSpec) -> dict[str, Any]:
-    """The hyper-parameters of ``spec``: its named preset with ``spec.overrides`` applied."""
-    fam = family(spec.env_id)
+def _preset(fam: Any, spec: ModelSpec) -> dict[str, Any]:
     if spec.variant not in fam.VARIANTS:
-        raise ValueError(f"unknown variant {spec.variant!r} for {spec.env_id}; known: {list(fam.VARIANTS)}")
-    if spec.size not in SIZES:
-        raise ValueError(f"unknown size {spec.size!r}; known: {list(SIZES)}")
+        raise ValueError(f"unknown variant {spec.variant!r} for {spec.env_id} (family {fam.NAME}); known: {list(fam.VARIANTS)}")
+    if spec.size not in SIZES or spec.size not in fam.PRESETS:
+        raise ValueError(f"unknown size {spec.size!r}; known: {[s for s in SIZES if s in fam.PRESETS]}")
     params = dict(fam.PRESETS[spec.size][spec.variant])
     unknown = set(spec.overrides) - set(params)
     if unknown:
@@ -53,12 +62,26 @@ def preset(spec: ModelSpec) -> dict[str, Any]:
     return params
 
 
-def make_env(spec: ModelSpec) -> gym.Env:
-    """The (unwrapped) environment a model is for; it supplies shapes, group and action space."""
-    return gym.make(spec.env_id, **spec.env_kwargs).unwrapped
+def preset(spec: ModelSpec) -> dict[str, Any]:
+    """The hyper-parameters of ``spec``: its named preset with ``spec.overrides`` applied."""
+    env = make_env(spec)
+    try:
+        return _preset(_family(spec, env), spec)
+    finally:
+        env.close()
 
 
-def build_model(spec: ModelSpec, initialize: bool = True) -> WorldModel:
-    """Build the model of ``spec``; ``initialize=False`` skips escnn's slow weight init (load next)."""
-    params = preset(spec)
-    return family(spec.env_id).build(spec, make_env(spec), params, initialize=initialize)
+def build_model(spec: ModelSpec, initialize: bool = True, family: str | None = None) -> WorldModel:
+    """Build the model of ``spec``; ``initialize=False`` skips escnn's slow weight init (load next).
+
+    ``family`` names the model family (a checkpoint's record); by default ``spec.family`` or the
+    first registered family that supports the environment.
+    """
+    env = make_env(spec)
+    try:
+        fam = _family(spec, env, family)
+        model = fam.build(spec, env, _preset(fam, spec), initialize=initialize)
+    finally:
+        env.close()
+    model.family = fam.NAME
+    return model

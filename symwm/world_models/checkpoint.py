@@ -66,6 +66,7 @@ def model_record(model: WorldModel) -> dict[str, Any]:
         "spec": model.spec.to_dict(),
         "spec_sha256": spec_digest(model.spec.to_dict()),
         "state_dict": state,
+        "family": getattr(model, "family", None),
         "group": model.symmetry.group.name,
         "latent_shape": list(model.latent_shape),
     }
@@ -137,6 +138,10 @@ def _compare_versions(saved: Any, path: Any) -> None:
 def load_weights(model: WorldModel, payload: dict[str, Any], source: str = "checkpoint") -> None:
     """Load eval-mode weights into ``model``, naming any mismatch of spec, keys or shapes."""
     saved_spec = payload["spec"]
+    try:  # compare in normal form: a spec saved before an optional field existed reads the same
+        saved_spec = ModelSpec.from_dict(saved_spec).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source} has an invalid model spec: {exc}") from exc
     if saved_spec != model.spec.to_dict():
         diff = {
             k: (saved_spec.get(k), v) for k, v in model.spec.to_dict().items() if saved_spec.get(k) != v
@@ -165,6 +170,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> W
         spec = ModelSpec.from_dict(payload["spec"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid model spec: {exc}") from exc
-    model = build_model(spec, initialize=False)
+    model = build_model(spec, initialize=False, family=payload.get("family"))
     load_weights(model, payload, source=f"checkpoint {path}")
     return model.to(device).eval()

@@ -52,6 +52,7 @@ from gymnasium import spaces
 from tqdm.auto import tqdm
 
 import symwm
+from symwm.envs.registration import find_env_spec
 from symwm.envs.grid_world import SubsetDiscrete
 from symwm.envs.symmetry import SymmetricEnv
 from symwm.world_models.locks import pid_alive, acquire_lock
@@ -371,8 +372,7 @@ def collect(
     seed = _check_int("seed", seed, 0)
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
-    if env_id not in gym.registry:
-        raise ValueError(f"unknown env id {env_id!r}; symwm envs: {list(symwm.envs.ENV_IDS)}")
+    find_env_spec(env_id)  # a clear error for an unknown id; imports the module of a 'module:Name-v0' id
     kwargs = dict(env_kwargs or {})
     try:
         kwargs_json = json.dumps(kwargs, sort_keys=True)

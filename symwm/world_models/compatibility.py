@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import gymnasium as gym
 
+from symwm.envs.registration import same_env_id
 from symwm.world_models.model import ModelSpec
 
 #: kwargs that restrict or decorate an env without changing what a model reads or predicts
@@ -59,7 +60,7 @@ def env_signature(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _check(spec: ModelSpec, env_id: str | None, theirs: dict[str, str], what: str, their_kwargs: Any) -> None:
-    if env_id is not None and env_id != spec.env_id:
+    if env_id is not None and not same_env_id(env_id, spec.env_id):
         raise ValueError(f"{what} is of {env_id}, but the model was built for {spec.env_id}")
     mine = env_signature(spec.env_id, spec.env_kwargs)
     # the other side may carry extra state (a goal configuration): only what the model knows must agree

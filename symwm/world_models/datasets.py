@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 import symwm.envs  # noqa: F401  (registers the environments for make_env)
+from symwm.envs.registration import same_env_id
 from symwm.world_models.collect import FORMAT_VERSION
 
 #: format versions this module can read
@@ -112,7 +113,7 @@ class RolloutFile:
         if missing:
             raise self._fail(f"missing attribute(s) {missing}")
         self.env_id: str = attrs["env_id"]
-        if expect_env_id is not None and self.env_id != expect_env_id:
+        if expect_env_id is not None and not same_env_id(self.env_id, expect_env_id):
             raise self._fail(f"holds episodes of {self.env_id!r}, expected {expect_env_id!r}")
         try:
             self.env_kwargs: dict[str, Any] = json.loads(attrs["env_kwargs"])

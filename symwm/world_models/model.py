@@ -41,10 +41,14 @@ class ModelSpec:
     size: str = "cpu"  # "cpu" | "paper"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # preset fields changed by the user
+    family: str | None = None  # model family (symwm.world_models.families); None: the first that supports the env
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return asdict(self)
+        """JSON-serialisable form (without ``family`` when unset, so specs from before the field read the same)."""
+        d = asdict(self)
+        if d["family"] is None:
+            del d["family"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
@@ -92,6 +96,7 @@ class WorldModel(nn.Module):
         self.transition = transition
         self.symmetry = symmetry
         self.latent_shape = tuple(latent_shape)  # (K, D)
+        self.family: str | None = spec.family  # the model family that built it (set by build_model)
 
     @staticmethod
     def preprocess(obs: torch.Tensor) -> torch.Tensor:

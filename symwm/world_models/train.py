@@ -287,7 +287,7 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
                 raise CheckpointError(
                     f"cannot resume from {last_path}: the training data changed since (saved, now): {changed}"
                 )
-    model = build_model(spec, initialize=payload is None)
+    model = build_model(spec, initialize=payload is None, family=payload.get("family") if payload is not None else None)
     if payload is not None:
         load_weights(model, payload, source=f"checkpoint {last_path}")
     model.to(device).train()

@@ -37,6 +37,7 @@ from symwm.envs.groups import Dihedral, DihedralElement, Permutation, Symmetric,
 from symwm.world_models.escnn_bridge import EscnnModule, PlainIO, representation_matrix, to_escnn
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
+NAME = "grid"
 VARIANTS = ("ours", "none", "full")
 
 # Hyper-parameters. ``encoder_hidden`` / ``transition_hidden`` count regular fields for ``ours`` and
@@ -493,6 +494,34 @@ class GridLatentSymmetry(LatentSymmetry):
 # ----------------------------------------------------------------------------------------------
 # build
 # ----------------------------------------------------------------------------------------------
+
+
+def supports(env: Any) -> str | None:
+    """``None`` if ``env`` is an object grid world this family models, else why not (from its contract).
+
+    Needed: a symmetry ``planar x permutations`` (``.planar`` a quarter-turn :class:`Dihedral`,
+    ``.permutations`` the :class:`Symmetric` group of the env's ``n_objects``), ``Discrete(4 K)``
+    actions (object ``a // 4``, motion ``a % 4``) and square ``[H, W, C]`` images.
+    """
+    from gymnasium import spaces
+
+    sym = getattr(env, "symmetry", None)
+    planar, perms = getattr(sym, "planar", None), getattr(sym, "permutations", None)
+    if not isinstance(planar, Dihedral) or not isinstance(perms, Symmetric):
+        return "needs a symmetry 'planar x object permutations' (symmetry.planar a Dihedral, symmetry.permutations a Symmetric)"
+    if planar.n != 4:
+        return f"needs quarter-turn symmetry (C4 or D4), got {planar.name}"
+    k = getattr(env, "n_objects", None)
+    if k != perms.n:
+        return f"needs env.n_objects equal to the {perms.n} permuted objects, got {k!r}"
+    space = env.action_space
+    if not isinstance(space, spaces.Discrete) or int(space.n) != N_MOTIONS * k or int(space.start) != 0:
+        return f"needs Discrete({N_MOTIONS * k}) actions (object a // {N_MOTIONS}, motion a % {N_MOTIONS}), got {space}"
+    shape = env.observation_space.shape
+    if shape is None or len(shape) != 3 or shape[0] != shape[1]:
+        return f"needs square image observations [H, W, C], got shape {shape}"
+    return None
+
 
 
 def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:

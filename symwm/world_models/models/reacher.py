@@ -62,6 +62,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from escnn import gspaces
 from escnn import nn as enn
@@ -72,6 +73,7 @@ from symwm.envs.groups import DihedralElement, transform_grid
 from symwm.world_models.escnn_bridge import PlainIO, representation_matrix, to_escnn
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
+NAME = "reacher"
 VARIANTS = ("ours", "none", "full")
 
 #: the SEN's output: EMBED_CHANNELS scalar maps on a GRID x GRID grid
@@ -326,6 +328,34 @@ def flip_irrep(G: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Build
 # ----------------------------------------------------------------------------------------------
+
+
+def supports(env: Any) -> str | None:
+    """``None`` if this family models ``env``, else why not: D4 acting on two torques by ``rho_flip``, square frames.
+
+    The action representation is read off ``env.symmetry.act_on_action`` on the basis torques:
+    rotations must keep them, reflections negate them.
+    """
+    from gymnasium import spaces
+
+    from symwm.envs.groups import Dihedral
+
+    sym = getattr(env, "symmetry", None)
+    group = getattr(sym, "action_group", None)
+    if not isinstance(group, Dihedral) or group.n != 4 or not group.reflections:
+        return "needs D4 (rotations and reflections of the plane) acting on actions"
+    space = env.action_space
+    if not isinstance(space, spaces.Box) or space.shape != (ACTION_DIM,):
+        return f"needs Box actions of shape ({ACTION_DIM},), got {space}"
+    for g in group.elements():
+        for e in np.eye(ACTION_DIM):
+            want = -e if g.reflection else e
+            if not np.allclose(np.asarray(sym.act_on_action(g, e), dtype=np.float64), want, atol=1e-9):
+                return f"needs rotations to keep the torques and reflections to negate them (rho_flip); {g!r} maps {e} elsewhere"
+    shape = env.observation_space.shape
+    if shape is None or len(shape) != 3 or shape[0] != shape[1] or shape[0] % GRID:
+        return f"needs square image observations [H, W, C] with H a multiple of {GRID}, got shape {shape}"
+    return None
 
 
 def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:

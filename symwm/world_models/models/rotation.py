@@ -53,6 +53,7 @@ from symwm.envs.rotating_object import SMALL_ANGLE, SMALL_AXES, RotatingObjectEn
 from symwm.world_models.escnn_bridge import EscnnModule, PlainIO
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
+NAME = "rotation"
 VARIANTS = ("ours", "matmul", "none")
 
 # SEN sizes: conv channels (each conv, kernel 4 stride 2, halves the resolution) and the hidden
@@ -406,6 +407,23 @@ class EquivariantTransition(_RotationTransition):
 # ------------------------------------------------------------------------------------------------
 # Build
 # ------------------------------------------------------------------------------------------------
+
+
+def supports(env: Any) -> str | None:
+    """``None`` if this family models ``env``, else why not: SO(3) poses with rotation actions, square images.
+
+    Needed besides the group: ``env.actions`` (``"small"`` six rotations about the axes, or
+    ``"continuous"`` rotation vectors) and ``env.max_angle`` (radians), which fix the action encoding.
+    """
+    sym = getattr(env, "symmetry", None)
+    if getattr(getattr(sym, "group", None), "name", None) != "SO(3)":
+        return "needs the group SO(3)"
+    if getattr(env, "actions", None) not in ("small", "continuous") or not isinstance(getattr(env, "max_angle", None), float):
+        return "needs env.actions ('small' or 'continuous') and env.max_angle (radians)"
+    shape = env.observation_space.shape
+    if shape is None or len(shape) != 3 or shape[0] != shape[1]:
+        return f"needs square image observations [H, W, C], got shape {shape}"
+    return None
 
 
 def build(spec: ModelSpec, env: RotatingObjectEnv, params: dict[str, Any], initialize: bool = True) -> WorldModel:
