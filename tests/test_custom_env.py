@@ -107,3 +107,20 @@ def test_the_checker_names_what_breaks_the_contract():
     assert bad == {"equivariant dynamics"}
     [result] = check_symmetric_env(gym.make("CartPole-v1"))
     assert not result.ok and "not a symwm SymmetricEnv" in result.detail
+
+
+def test_train_takes_a_model_instance_and_its_checkpoint_loads(tmp_path):
+    from symwm.world_models.collect import collect
+    from symwm.world_models.train import TrainConfig, train
+
+    data = collect(tmp_path / "train.h5", ENV, n_episodes=16, episode_length=3, seed=2, progress=False)
+    model = build_model(ModelSpec(ENV, "none", overrides={"latent_dim": 3}))
+    cfg = TrainConfig(dataset=str(data), out_dir=str(tmp_path / "run"), epochs=1, batch_size=16, lr=1e-3,
+                      progress=False, tensorboard=False, val_fraction=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, cfg)
+    assert any(not a.equal(b) for a, b in zip(before, model.parameters()))  # trained in place
+    loaded = load_model(result.last)
+    assert loaded.latent_shape == (2, 3) and loaded.family == "grid"
+    state = model.eval().state_dict()
+    assert all(v.equal(loaded.state_dict()[k]) for k, v in state.items())

@@ -45,7 +45,7 @@ from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.locks import acquire_lock
 from symwm.world_models.loss import HINGE, contrastive_loss
 from symwm.world_models.metrics import ranking_metrics
-from symwm.world_models.model import SIGMA, ModelSpec
+from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
 
 #: learning-rate schedules of ``TrainConfig.lr_schedule``
 LR_SCHEDULES = ("constant", "cosine")
@@ -231,8 +231,12 @@ def _prepare_run_dir(out: Path, cfg: TrainConfig) -> None:
         shutil.rmtree(out / "tb", ignore_errors=True)
 
 
-def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train ``spec`` on ``cfg.dataset``; returns where the checkpoints are.
+def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``spec`` (or a model instance) on ``cfg.dataset``; returns where the checkpoints are.
+
+    A :class:`WorldModel` instance is trained in place (with ``cfg.resume`` its weights are
+    replaced by ``last.pt``'s first); its checkpoints load with ``load_model`` when its family is
+    registered (:mod:`symwm.world_models.families`), as every family-built model's do.
 
     ``on_step(global_step, stats)`` is called after every optimiser step (rank 0 only). The run
     directory is locked while training (``.lock``); one that holds a run is refused unless
@@ -247,13 +251,17 @@ def train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None
     try:
         if rank == 0:
             _prepare_run_dir(out, cfg)
+        if isinstance(spec, WorldModel):
+            return _train(spec.spec, cfg, on_step, spec)
         return _train(spec, cfg, on_step)
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
 
 
-def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None) -> TrainResult:
+def _train(
+    spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None, given: WorldModel | None = None
+) -> TrainResult:
     rank, world = _distributed()
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
@@ -287,7 +295,10 @@ def _train(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], Non
                 raise CheckpointError(
                     f"cannot resume from {last_path}: the training data changed since (saved, now): {changed}"
                 )
-    model = build_model(spec, initialize=payload is None, family=payload.get("family") if payload is not None else None)
+    if given is not None:
+        model = given
+    else:
+        model = build_model(spec, initialize=payload is None, family=payload.get("family") if payload is not None else None)
     if payload is not None:
         load_weights(model, payload, source=f"checkpoint {last_path}")
     model.to(device).train()
