@@ -124,3 +124,13 @@ def test_train_takes_a_model_instance_and_its_checkpoint_loads(tmp_path):
     assert loaded.latent_shape == (2, 3) and loaded.family == "grid"
     state = model.eval().state_dict()
     assert all(v.equal(loaded.state_dict()[k]) for k, v in state.items())
+
+
+def test_the_library_equivariance_check_on_a_users_env():
+    from symwm.world_models.equivariance import check_model_equivariance
+
+    env = make_env(ModelSpec(ENV))
+    for variant in ("ours", "full"):
+        errs = check_model_equivariance(build_model(ModelSpec(ENV, variant)).eval(), env)
+        assert errs["encoder"] < 1e-4 and errs["transition"] < 1e-4, (variant, errs)
+    assert check_model_equivariance(build_model(ModelSpec(ENV, "none")).eval(), env) == {"encoder": None, "transition": None}
