@@ -134,3 +134,19 @@ def test_the_library_equivariance_check_on_a_users_env():
         errs = check_model_equivariance(build_model(ModelSpec(ENV, variant)).eval(), env)
         assert errs["encoder"] < 1e-4 and errs["transition"] < 1e-4, (variant, errs)
     assert check_model_equivariance(build_model(ModelSpec(ENV, "none")).eval(), env) == {"encoder": None, "transition": None}
+
+
+def test_goal_tasks_come_from_the_env_interface():
+    from symwm.agents.dynamics import SimulatorDynamics, StateBatch
+    from symwm.agents.goals import reset_goal_task
+
+    with pytest.raises(ValueError, match="TorusTokensEnv has no goal task"):
+        reset_goal_task(gym.make(ENV), 0)
+    env = gym.make("symwm/Shapes2D-v0", goal_moves=2)
+    obs, goal_obs, info = reset_goal_task(env, 0)
+    assert goal_obs.shape == obs.shape and (goal_obs == info["goal_image"]).all()
+    sim = SimulatorDynamics(env)
+    states, _ = sim.start(obs, goal_obs)
+    assert 0 < float(sim.distance(states, None)[0]) <= 2 * 2
+    goal = {**info["state"], "positions": info["state"]["goal_positions"]}
+    assert float(sim.distance(StateBatch.of([goal]), None)[0]) == 0.0

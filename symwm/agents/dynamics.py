@@ -31,11 +31,6 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from symwm.envs.grid_world import GridWorldEnv
-from symwm.envs.reacher import ReacherEnv
-from symwm.envs.rotating_object import (
-    RotatingObjectEnv,
-)
 from symwm.envs.symmetry import State, SymmetricEnv
 from symwm.world_models.model import SIGMA, energy
 
@@ -208,30 +203,14 @@ def fast_transition(env: gym.Env) -> Transition | None:
 
 
 def task_distance(env: gym.Env, batch: StateBatch) -> np.ndarray:
-    """Distance to the goal carried in each state, 0 exactly at the goal: float64 ``[B]``."""
+    """Distance to the goal carried in each state, 0 exactly at the goal: float64 ``[B]`` (``SymmetricEnv.goal_distance``)."""
     base = env.unwrapped
-    a = batch.arrays
-    if isinstance(base, GridWorldEnv):
-        if "goal_positions" not in a:
-            raise ValueError("the grid world has no goal: make it with goal_moves=k")
-        d = np.abs(a["positions"] - a["goal_positions"]).sum(axis=(1, 2)).astype(np.float64)
-        if "orientations" in a:  # quarter turns still needed per object
-            turns = np.abs(a["orientations"] - a["goal_orientations"]) % 4
-            d += np.minimum(turns, 4 - turns).sum(axis=1)
-        return d
-    if isinstance(base, ReacherEnv):
-        l1, l2 = base.link_lengths
-        q = a["qpos"]
-        tip = np.stack(
-            [l1 * np.cos(q[:, 0]) + l2 * np.cos(q[:, 0] + q[:, 1]), l1 * np.sin(q[:, 0]) + l2 * np.sin(q[:, 0] + q[:, 1])],
-            axis=1,
-        )
-        return np.linalg.norm(tip - a["goal"], axis=1)
-    if isinstance(base, RotatingObjectEnv):
-        r = np.einsum("bji,bjk->bik", a["orientation"], a["target"])  # R1^T R2 per state
-        sin = np.linalg.norm(np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], 1), axis=1) / 2
-        return np.arctan2(sin, (np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0)
-    raise ValueError(f"no task distance for {type(base).__name__}; pass distance_fn to SimulatorDynamics")
+    if not isinstance(base, SymmetricEnv):
+        raise ValueError(f"no task distance for {type(base).__name__}; pass distance_fn to SimulatorDynamics")
+    try:
+        return np.asarray(base.goal_distance(batch.arrays), dtype=np.float64)
+    except NotImplementedError as exc:
+        raise ValueError(f"{exc}; pass distance_fn to SimulatorDynamics") from None
 
 
 class SimulatorDynamics(Dynamics):

@@ -1,5 +1,8 @@
 """Goal tasks for planning: goal images, success tests, and the ground truth about grid-world goals.
 
+Any environment offers a goal through ``SymmetricEnv.goal_observation`` and ``goal_distance``
+(:func:`reset_goal_task` and the simulator planner use only those); symwm's own:
+
 * Grid worlds (``goal_moves=k``): the env gives ``info["goal_image"]`` and terminates at the goal.
   :func:`optimal_moves` finds the true shortest solution length (A* with the Manhattan bound) and
   :func:`needs_motion` says whether a goal is unreachable without a motion (e.g. "left").
@@ -18,43 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from symwm.envs.grid_world import DELTAS, DIRECTIONS, GridWorldEnv
-from symwm.envs.reacher import ReacherEnv, forward_kinematics, wrap_angle
-from symwm.envs.symmetry import State
-
-
-def inverse_kinematics(point: np.ndarray, lengths: Sequence[float]) -> list[np.ndarray]:
-    """Both joint configurations ``qpos`` (elbow one way, then the other) that put the fingertip at ``point``."""
-    l1, l2 = float(lengths[0]), float(lengths[1])
-    x, y = float(point[0]), float(point[1])
-    c2 = (x * x + y * y - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
-    c2 = min(1.0, max(-1.0, c2))  # points on the annulus' edges
-    out = []
-    for sign in (1.0, -1.0):
-        t2 = sign * math.acos(c2)
-        t1 = math.atan2(y, x) - math.atan2(l2 * math.sin(t2), l1 + l2 * math.cos(t2))
-        out.append(wrap_angle(np.array([t1, t2])))
-    return out
-
-
-def reacher_goal_state(env: gym.Env, state: Mapping[str, np.ndarray] | None = None) -> State:
-    """The arm at rest with its fingertip on the goal, in the elbow solution nearer the current pose."""
-    base: ReacherEnv = env.unwrapped
-    state = base.get_state() if state is None else state
-    goal = np.asarray(state["goal"], dtype=np.float64)
-    now = np.asarray(state["qpos"], dtype=np.float64)
-    options = inverse_kinematics(goal, base.link_lengths)
-    gap = [float(np.abs(wrap_angle(q - now)).sum()) for q in options]
-    qpos = options[int(np.argmin(gap))]
-    return {"qpos": qpos, "qvel": np.zeros(2), "prev_qpos": qpos.copy(), "goal": goal.copy()}
-
-
-def reacher_goal_observation(env: gym.Env) -> np.ndarray:
-    """The goal image of the Reacher's current episode (see :func:`reacher_goal_state`)."""
-    base: ReacherEnv = env.unwrapped
-    goal_state = reacher_goal_state(env)
-    tip = forward_kinematics(goal_state["qpos"], base.link_lengths)[1]
-    assert np.allclose(tip, goal_state["goal"], atol=1e-6), "inverse kinematics missed the goal"
-    return base.observation_of(goal_state)
+from symwm.envs.reacher import inverse_kinematics, reacher_goal_state  # noqa: F401  (re-exported: the agents' names)
 
 
 def motion_of(env: gym.Env, action: int) -> str:
@@ -123,11 +90,10 @@ def optimal_moves(
 
 
 def reset_goal_task(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(obs, goal_obs, info)`` of a new episode of any symwm goal task."""
+    """``(obs, goal_obs, info)`` of a new episode of any goal task (``SymmetricEnv.goal_observation``)."""
     obs, info = env.reset(seed=seed)
-    base = env.unwrapped
-    if isinstance(base, ReacherEnv):
-        return obs, reacher_goal_observation(env), info
-    if "goal_image" not in info:
-        raise ValueError(f"{type(base).__name__} has no goal image: for grid worlds pass goal_moves=k")
-    return obs, info["goal_image"], info
+    try:
+        goal = env.unwrapped.goal_observation()
+    except NotImplementedError as exc:
+        raise ValueError(str(exc)) from None
+    return obs, goal, info

@@ -332,6 +332,23 @@ class GridWorldEnv(SymmetricEnv):
             return None
         return {k: self._state[f"goal_{k}"].copy() for k in self._object_keys()}
 
+    def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Cell (Manhattan) distance of every object to its goal cell, plus quarter turns still needed (RushHour)."""
+        if "goal_positions" not in states:
+            raise ValueError(f"{type(self).__name__} has no goal: make it with goal_moves=k")
+        d = np.abs(np.asarray(states["positions"]) - np.asarray(states["goal_positions"])).sum(axis=(1, 2)).astype(np.float64)
+        if "orientations" in states:
+            turns = np.abs(np.asarray(states["orientations"]) - np.asarray(states["goal_orientations"])) % 4
+            d += np.minimum(turns, 4 - turns).sum(axis=1)
+        return d
+
+    def goal_observation(self) -> np.ndarray:
+        """The rendered goal configuration (grid worlds made with ``goal_moves=k``)."""
+        self._require_started("goal_observation")
+        if self.goal_moves is None:
+            raise ValueError(f"{type(self).__name__} has no goal image: make it with goal_moves=k")
+        return self._info()["goal_image"]
+
     def _info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"state": self.get_state()}
         if self.goal_moves is not None:

@@ -78,6 +78,32 @@ def forward_kinematics(qpos: np.ndarray, lengths: Sequence[float]) -> tuple[np.n
     return elbow, tip
 
 
+def inverse_kinematics(point: np.ndarray, lengths: Sequence[float]) -> list[np.ndarray]:
+    """Both joint configurations ``qpos`` (elbow one way, then the other) that put the fingertip at ``point``."""
+    l1, l2 = float(lengths[0]), float(lengths[1])
+    x, y = float(point[0]), float(point[1])
+    c2 = (x * x + y * y - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
+    c2 = min(1.0, max(-1.0, c2))  # points on the annulus' edges
+    out = []
+    for sign in (1.0, -1.0):
+        t2 = sign * math.acos(c2)
+        t1 = math.atan2(y, x) - math.atan2(l2 * math.sin(t2), l1 + l2 * math.cos(t2))
+        out.append(wrap_angle(np.array([t1, t2])))
+    return out
+
+
+def reacher_goal_state(env: Any, state: Mapping[str, np.ndarray] | None = None) -> State:
+    """The arm at rest with its fingertip on the goal, in the elbow solution nearer the current pose (``env`` or its wrapper)."""
+    base = getattr(env, "unwrapped", env)
+    state = base.get_state() if state is None else state
+    goal = np.asarray(state["goal"], dtype=np.float64)
+    now = np.asarray(state["qpos"], dtype=np.float64)
+    options = inverse_kinematics(goal, base.link_lengths)
+    gap = [float(np.abs(wrap_angle(q - now)).sum()) for q in options]
+    qpos = options[int(np.argmin(gap))]
+    return {"qpos": qpos, "qvel": np.zeros(2), "prev_qpos": qpos.copy(), "goal": goal.copy()}
+
+
 class ReacherSymmetry(EnvSymmetry):
     """D4 acting on the Reacher's states (joint angles, velocities, goal) and torques."""
 
@@ -558,6 +584,24 @@ class ReacherEnv(SymmetricEnv):
     def distance(self) -> float:
         """Distance from the fingertip to the goal."""
         return float(np.linalg.norm(self.fingertip() - self._state["goal"]))
+
+    def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Fingertip-to-goal distance of each state of a batch (world units)."""
+        l1, l2 = self.link_lengths
+        q = np.asarray(states["qpos"], dtype=np.float64)
+        tip = np.stack(
+            [l1 * np.cos(q[:, 0]) + l2 * np.cos(q[:, 0] + q[:, 1]), l1 * np.sin(q[:, 0]) + l2 * np.sin(q[:, 0] + q[:, 1])],
+            axis=1,
+        )
+        return np.linalg.norm(tip - np.asarray(states["goal"], dtype=np.float64), axis=1)
+
+    def goal_observation(self) -> np.ndarray:
+        """The arm at rest with its fingertip on the goal (:func:`reacher_goal_state`), rendered."""
+        self._require_started("goal_observation")
+        goal_state = reacher_goal_state(self)
+        tip = forward_kinematics(goal_state["qpos"], self.link_lengths)[1]
+        assert np.allclose(tip, goal_state["goal"], atol=1e-6), "inverse kinematics missed the goal"
+        return self.observation_of(goal_state)
 
     def _info(self, distance: float | None = None) -> dict[str, Any]:
         return {"state": self.get_state(), "distance": self.distance() if distance is None else distance}

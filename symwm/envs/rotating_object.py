@@ -285,6 +285,17 @@ class RotatingObjectEnv(SymmetricEnv):
         """Geodesic distance (radians) from the current orientation to the target."""
         return geodesic_distance(self._orientation, self._target)
 
+    def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Geodesic distance (radians) between each state's orientation and its target."""
+        r = np.einsum("bji,bjk->bik", np.asarray(states["orientation"]), np.asarray(states["target"]))  # R1^T R2
+        sin = np.linalg.norm(np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], 1), axis=1) / 2
+        return np.arctan2(sin, (np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0)
+
+    def goal_observation(self) -> np.ndarray:
+        """The object at its target orientation (``info["goal_image"]``)."""
+        self._require_started("goal_observation")
+        return self.goal_image()
+
     def goal_image(self) -> np.ndarray:
         """The observation of the target orientation (cached per target)."""
         key = self._target.tobytes()

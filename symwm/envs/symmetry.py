@@ -173,6 +173,21 @@ class SymmetricEnv(gym.Env, ABC):
         self._check_state(clean)
         return clean
 
+    # -- goal tasks (optional) ----------------------------------------------------------------
+
+    def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Distance to the goal carried in each state of a batch (arrays with a leading batch axis), 0 at the goal.
+
+        The goal interface of goal-conditioned planners (``symwm.agents``, ``symwm plan``), with
+        :meth:`goal_observation`; an environment with a goal task in its state overrides both.
+        Returns float64 ``[B]``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no goal task (it does not implement goal_distance)")
+
+    def goal_observation(self) -> np.ndarray:
+        """The observation of the current episode's goal (after ``reset``), what a planner is shown as its target."""
+        raise NotImplementedError(f"{type(self).__name__} has no goal task (it does not implement goal_observation)")
+
     # -- helpers for subclasses ------------------------------------------------------------
 
     def _require_started(self, what: str) -> None:
