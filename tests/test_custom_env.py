@@ -38,6 +38,19 @@ def test_a_users_env_goes_from_check_to_eval_through_the_cli(tmp_path, capsys):
     model = load_model(run / "best.pt")
     assert model.family == "grid" and model.latent_shape == (2, 8)
 
+    # the latents as features for stable-baselines3, from the same checkpoint
+    import numpy as np
+    import torch
+
+    from symwm.agents.sb3 import LatentObservation, SENFeaturesExtractor
+
+    wrapped = LatentObservation(gym.make(ENV), str(run / "best.pt"))
+    z, _ = wrapped.reset(seed=0)
+    assert z.shape == (16,) and z.dtype == np.float32
+    extractor = SENFeaturesExtractor(gym.spaces.Box(0, 255, (3, 24, 24), np.uint8), str(run / "best.pt"))
+    frame = torch.as_tensor(gym.make(ENV).reset(seed=0)[0]).permute(2, 0, 1)[None].float() / 255  # as SB3 hands it
+    torch.testing.assert_close(extractor(frame)[0], torch.as_tensor(z), rtol=1e-4, atol=1e-5)
+
 
 def test_the_family_comes_from_the_contract_not_the_id():
     assert family(ENV).NAME == "grid"
