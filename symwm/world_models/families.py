@@ -30,7 +30,12 @@ from typing import Any
 #: entry-point group of third-party model families
 ENTRY_POINT_GROUP = "symwm.model_families"
 #: symwm's own families, most specific first
-BUILTIN = ("symwm.world_models.models.rotation", "symwm.world_models.models.reacher", "symwm.world_models.models.grid")
+BUILTIN = (
+    "symwm.world_models.models.rotation",
+    "symwm.world_models.models.reacher",
+    "symwm.world_models.models.grid",
+    "symwm.world_models.models.planar",  # the generic one last: it also fits envs a specific family models better
+)
 _REQUIRED = ("NAME", "VARIANTS", "PRESETS", "supports", "build")
 
 _registry: dict[str, Any] = {}

@@ -22,7 +22,6 @@ numerically). The same code therefore covers absolute directions (Shapes/Cubes),
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from torch.nn import functional as F
 
 from symwm.envs.groups import Dihedral, DihedralElement, Permutation, Symmetric, transform_grid
 from symwm.world_models.escnn_bridge import EscnnModule, PlainIO, representation_matrix, to_escnn
+from symwm.world_models.representations import permutation_fields
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
 NAME = "grid"
@@ -112,63 +112,6 @@ def motion_maps(symmetry: Any, G: egroup.Group) -> dict[Any, np.ndarray]:
     for h, s in _symwm_elements(symmetry.planar, G).items():
         maps[h] = np.array([symmetry.act_on_action((s, ident), m) % N_MOTIONS for m in range(N_MOTIONS)])
     return maps
-
-
-def _orbit_representation(G: egroup.Group, mats: dict[Any, np.ndarray]) -> egroup.Representation:
-    """The escnn representation with exactly the permutation matrices ``mats`` (element -> matrix)."""
-    size = next(iter(mats.values())).shape[0]
-    if size == 1:
-        return G.trivial_representation
-    reg = G.regular_representation
-    if size == G.order() and all(np.allclose(m, reg(h), atol=1e-9) for h, m in mats.items()):
-        return reg
-    digest = hashlib.sha1(b"".join(mats[h].astype(np.int8).tobytes() for h in G.elements)).hexdigest()[:12]
-    name = f"symwm_perm{size}_{digest}"
-    if name in G.representations:
-        return G.representations[name]
-    rep = egroup.representation.build_from_discrete_group_representation(
-        {h: m.astype(np.float64) for h, m in mats.items()}, name, G, ["pointwise"]
-    )
-    assert all(np.allclose(rep(h), m) for h, m in mats.items())
-    return rep
-
-
-def permutation_fields(
-    G: egroup.Group, maps: dict[Any, np.ndarray]
-) -> tuple[np.ndarray, list[egroup.Representation]]:
-    """Split a permutation action into orbits: ``(order, reps)``.
-
-    ``order`` lists the points orbit by orbit (points ``h . p0`` in escnn element order, first
-    occurrences), so that ``x[order]`` is a vector of fields of types ``reps``; a free orbit is
-    escnn's regular representation, a fixed point the trivial one, others are built numerically.
-    """
-    n = len(next(iter(maps.values())))
-    seen = np.zeros(n, dtype=bool)
-    order: list[int] = []
-    reps: list[egroup.Representation] = []
-    cache: dict[bytes, egroup.Representation] = {}
-    for p0 in range(n):
-        if seen[p0]:
-            continue
-        orbit: list[int] = []
-        for h in G.elements:
-            q = int(maps[h][p0])
-            if q not in orbit:
-                orbit.append(q)
-        slot = {q: k for k, q in enumerate(orbit)}
-        mats = {}
-        for h in G.elements:
-            m = np.zeros((len(orbit), len(orbit)), dtype=np.int64)
-            for k, q in enumerate(orbit):
-                m[slot[int(maps[h][q])], k] = 1  # point q moves to maps[h][q]
-            mats[h] = m
-        key = b"".join(mats[h].tobytes() for h in G.elements)
-        if key not in cache:
-            cache[key] = _orbit_representation(G, mats)
-        reps.append(cache[key])
-        order.extend(orbit)
-        seen[orbit] = True
-    return np.asarray(order, dtype=np.int64), reps
 
 
 # ----------------------------------------------------------------------------------------------
