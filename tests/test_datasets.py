@@ -247,7 +247,7 @@ def test_bad_arguments(tmp_path):
         (dict(n_episodes=0), "n_episodes"),
         (dict(twins=0), "twins"),
         (dict(twins=100), "exceeds"),
-        (dict(env_id="symwm/Nope-v0"), "unknown env id"),
+        (dict(env_id="symwm/Nope-v0"), "unknown environment id"),
         (dict(env_kwargs={"allowed_actions": [0]}, actions="up"), "not both"),
         (dict(env_kwargs={"shapes": object()}), "JSON"),
         (dict(compression="zstd"), "compression"),
