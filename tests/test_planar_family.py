@@ -103,3 +103,10 @@ def test_examples_end_to_end(env_id, tmp_path):
                                  features_extractor_kwargs=dict(checkpoint=str(result.best))))
     ppo.learn(256)
     assert ppo.num_timesteps >= 256
+
+
+def test_symwm_plan_reaches_goals_of_a_users_env_on_the_simulator(capsys):
+    from symwm.cli import main
+
+    assert main(["plan", "--env", HEX, "--method", "bfs", "--set", "depth=6", "--episodes", "3"]) == 0
+    assert "success 3/3" in capsys.readouterr().out

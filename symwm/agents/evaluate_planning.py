@@ -15,12 +15,10 @@ import numpy as np
 
 from symwm.agents.goals import motion_of, needs_motion, optimal_moves, reset_goal_task
 from symwm.envs.grid_world import GridWorldEnv
-from symwm.envs.reacher import ReacherEnv
 
 AgentFactory = Callable[[gym.Env], Any]
 
 #: Reacher success radius (world units; the arm's reach is 2 and the goal disk's radius 0.16)
-REACHER_RADIUS = 0.15
 
 
 @dataclass
@@ -51,11 +49,11 @@ def grid_budget(goal_moves: int) -> int:
 
 
 def _distance(info: dict[str, Any], env: gym.Env) -> float:
-    base = env.unwrapped
-    if isinstance(base, GridWorldEnv):
-        s = info["state"]
-        return float(np.abs(s["positions"] - s["goal_positions"]).sum())
-    return float(info.get("distance", math.nan))
+    """The goal distance of the state in ``info`` (``SymmetricEnv.goal_distance``), else ``info["distance"]``."""
+    try:
+        return float(env.unwrapped.goal_distance({k: np.asarray(v)[None] for k, v in info["state"].items()})[0])
+    except (NotImplementedError, AttributeError, KeyError):
+        return float(info.get("distance", math.nan))
 
 
 def run_episode(
@@ -65,11 +63,11 @@ def run_episode(
     budget: int,
     agent_name: str = "agent",
     task: str = "",
-    radius: float = REACHER_RADIUS,
+    radius: float | None = None,
     ground_truth: bool = True,
 ) -> EpisodeResult:
-    """Run one goal episode: success is termination at the goal (grid worlds, rotating object) or,
-    for Reacher, the fingertip within ``radius`` of the goal; stops at success or after ``budget`` steps."""
+    """Run one goal episode: success is termination at the goal or, for tasks that never terminate,
+    the goal distance below ``radius`` (default: the env's ``goal_radius``); stops at success or after ``budget`` steps."""
     obs, goal_obs, info = reset_goal_task(env, seed)
     base = env.unwrapped
     agent.reset()
@@ -79,14 +77,15 @@ def run_episode(
     if is_grid and ground_truth and not base.oriented:
         opt = optimal_moves(env, info["state"], info["goal_state"])
         left = needs_motion(info["state"], info["goal_state"], "left")
+    within = radius if radius is not None else getattr(base, "goal_radius", None)
     success, steps, lefts = False, 0, 0
     for steps in range(1, budget + 1):
         action = agent.act(obs, goal_obs)
         if is_grid and not base.oriented:
             lefts += motion_of(env, action) == "left"
         obs, _, terminated, truncated, info = env.step(action)
-        if isinstance(base, ReacherEnv):
-            success = info["distance"] < radius
+        if within is not None:
+            success = _distance(info, env) < within
         else:
             success = bool(terminated)
         if success or truncated:
@@ -185,10 +184,8 @@ def run_cli(
         raise ValueError("give --env or a checkpoint")
     kwargs = dict(env_kwargs)
     base_env = gym.make(env_id)
-    if isinstance(base_env.unwrapped, GridWorldEnv):
-        kwargs.setdefault("goal_moves", goal_moves or 3)
-    elif isinstance(base_env.unwrapped, ReacherEnv):
-        kwargs.setdefault("goal", "random")
+    for key, value in getattr(base_env.unwrapped, "goal_options", {}).items():  # the env's goal task, switched on
+        kwargs.setdefault(key, goal_moves if key == "goal_moves" and goal_moves else value)
     base_env.close()
     env = gym.make(env_id, **kwargs)
     from symwm.agents.planning import make_agent

@@ -136,6 +136,7 @@ class GridWorldEnv(SymmetricEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
     #: RushHour: objects carry an orientation and move relative to it
     oriented: bool = False
+    goal_options = {"goal_moves": 3}
 
     def __init__(
         self,

@@ -410,6 +410,9 @@ class ReacherEnv(SymmetricEnv):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / DT)}
+    goal_options = {"goal": "random"}
+    #: the fingertip within this distance (world units; the arm reaches 2) of the goal reaches it
+    goal_radius = 0.15
 
     def __init__(
         self,

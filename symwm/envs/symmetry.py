@@ -93,6 +93,11 @@ class SymmetricEnv(gym.Env, ABC):
     state_space: spaces.Dict
     symmetry: EnvSymmetry
     _started: bool = False
+    #: ``gymnasium.make`` options that turn the goal task on (``symwm plan`` applies them unless given)
+    goal_options: Mapping[str, Any] = {}
+    #: a goal counts as reached once ``goal_distance`` < ``goal_radius`` (tasks that never terminate);
+    #: ``None``: reaching the goal terminates the episode
+    goal_radius: float | None = None
 
     # -- ground-truth state ----------------------------------------------------------------
 
