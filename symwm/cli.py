@@ -21,15 +21,6 @@ import numpy as np
 
 from symwm.envs import ENV_IDS, checker
 
-TASKS = {
-    "symwm/Shapes2D-v0": "reach a goal configuration (goal_moves=k)",
-    "symwm/Cubes3D-v0": "reach a goal configuration (goal_moves=k)",
-    "symwm/RushHour-v0": "reach a goal configuration (goal_moves=k)",
-    "symwm/Reacher-v0": "bring the fingertip to the goal (-distance - control cost)",
-    "symwm/RotatingObject-v0": "reach a target orientation (-geodesic distance)",
-}
-
-
 def describe_space(space: gym.Space) -> str:
     """Short human description of an observation or action space."""
     if isinstance(space, gym.spaces.Discrete):
@@ -55,7 +46,7 @@ def env_table() -> str:
             group += f" (actions: {sym.action_group.name})"
         lines.append(
             f"| `{env_id}` | {group} | {describe_space(env.observation_space)} | "
-            f"{describe_space(env.action_space)} | {TASKS[env_id]} |"
+            f"{describe_space(env.action_space)} | {env.unwrapped.task} |"
         )
         env.close()
     return "\n".join(lines)

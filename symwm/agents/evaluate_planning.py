@@ -14,7 +14,6 @@ import gymnasium as gym
 import numpy as np
 
 from symwm.agents.goals import motion_of, needs_motion, optimal_moves, reset_goal_task
-from symwm.envs.grid_world import GridWorldEnv
 
 AgentFactory = Callable[[gym.Env], Any]
 
@@ -73,15 +72,16 @@ def run_episode(
     agent.reset()
     n_lat = len(agent.latencies_ms)
     opt = left = None
-    is_grid = isinstance(base, GridWorldEnv)
-    if is_grid and ground_truth and not base.oriented:
+    # ground truth of absolute-motion grid goals: the shortest solution, and whether it needs "left"
+    solvable = callable(getattr(base, "optimal_moves", None)) and not getattr(base, "oriented", True)
+    if solvable and ground_truth:
         opt = optimal_moves(env, info["state"], info["goal_state"])
         left = needs_motion(info["state"], info["goal_state"], "left")
     within = radius if radius is not None else getattr(base, "goal_radius", None)
     success, steps, lefts = False, 0, 0
     for steps in range(1, budget + 1):
         action = agent.act(obs, goal_obs)
-        if is_grid and not base.oriented:
+        if solvable:
             lefts += motion_of(env, action) == "left"
         obs, _, terminated, truncated, info = env.step(action)
         if within is not None:

@@ -20,31 +20,13 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
-from symwm.envs.grid_world import DELTAS, DIRECTIONS, GridWorldEnv
+from symwm.envs.grid_world import needs_motion  # noqa: F401  (re-exported: the agents' name)
 from symwm.envs.reacher import inverse_kinematics, reacher_goal_state  # noqa: F401  (re-exported: the agents' names)
 
 
 def motion_of(env: gym.Env, action: int) -> str:
     """The motion name of a grid-world action (``'left'`` for object i moving left)."""
-    base: GridWorldEnv = env.unwrapped
-    return base.motion_names[int(action) % 4]
-
-
-def needs_motion(start: Mapping[str, np.ndarray], goal: Mapping[str, np.ndarray], motion: str = "left") -> bool:
-    """Whether every solution from ``start`` to ``goal`` uses ``motion`` (absolute motions only).
-
-    Without "left" no object's column can ever decrease (up, right and down keep or raise it; a
-    blocked move changes nothing), so a goal with some object left of its start column is
-    unreachable without "left", and any goal with no such object is reachable without it unless
-    other objects block the way. The same holds for every direction by symmetry.
-    """
-    if motion not in DIRECTIONS:
-        raise ValueError(f"motion must be one of {DIRECTIONS}, got {motion!r}")
-    delta = DELTAS[DIRECTIONS.index(motion)]
-    axis = int(np.flatnonzero(delta)[0])
-    sign = int(delta[axis])
-    change = (np.asarray(goal["positions"]) - np.asarray(start["positions"]))[:, axis] * sign  # [n]
-    return bool(np.any(change > 0))
+    return env.unwrapped.motion_names[int(action) % 4]
 
 
 def optimal_moves(
@@ -55,38 +37,8 @@ def optimal_moves(
     max_moves: int = 12,
     max_expansions: int = 200_000,
 ) -> int | None:
-    """Length of a shortest action sequence from ``start`` to ``goal`` (A*, admissible Manhattan bound).
-
-    ``None`` when no solution of at most ``max_moves`` moves exists (or the search gave up after
-    ``max_expansions`` states). Only the object keys of the states are used.
-    """
-    base: GridWorldEnv = env.unwrapped
-    if base.oriented:
-        raise ValueError("optimal_moves supports absolute-motion grid worlds (Shapes2D, Cubes3D)")
-    actions = list(base.allowed if allowed is None else allowed)
-    goal_pos = np.asarray(goal["positions"], dtype=np.int64)
-    s0 = np.asarray(start["positions"], dtype=np.int64)
-    h0 = int(np.abs(s0 - goal_pos).sum())
-    frontier: list[tuple[int, int, int, bytes]] = [(h0, 0, 0, s0.tobytes())]
-    best = {s0.tobytes(): 0}
-    shape, tick = s0.shape, 1
-    while frontier and tick < max_expansions:
-        f, g, _, key = heapq.heappop(frontier)
-        if g > best.get(key, math.inf) or f > max_moves:
-            continue
-        pos = np.frombuffer(key, dtype=np.int64).reshape(shape)
-        if np.array_equal(pos, goal_pos):
-            return g
-        for a in actions:
-            nxt = base._apply({"positions": pos}, a)["positions"]
-            k2 = nxt.tobytes()
-            if k2 == key or best.get(k2, math.inf) <= g + 1:
-                continue
-            best[k2] = g + 1
-            h = int(np.abs(nxt - goal_pos).sum())
-            heapq.heappush(frontier, (g + 1 + h, g + 1, tick, k2))
-            tick += 1
-    return None
+    """Length of a shortest solution from ``start`` to ``goal`` (the env's ``optimal_moves``; grid worlds)."""
+    return env.unwrapped.optimal_moves(start, goal, allowed, max_moves, max_expansions)
 
 
 def reset_goal_task(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

@@ -22,6 +22,8 @@ state (and transformed with it) and ``info`` carries it as a state and as an ima
 
 from __future__ import annotations
 
+import heapq
+import math
 from abc import abstractmethod
 from typing import Any, Mapping, Sequence
 
@@ -81,6 +83,23 @@ class SubsetDiscrete(spaces.Discrete):
         )
 
 
+def needs_motion(start: Mapping[str, np.ndarray], goal: Mapping[str, np.ndarray], motion: str = "left") -> bool:
+    """Whether every solution from ``start`` to ``goal`` uses ``motion`` (absolute motions only).
+
+    Without "left" no object's column can ever decrease (up, right and down keep or raise it; a
+    blocked move changes nothing), so a goal with some object left of its start column is
+    unreachable without "left", and any goal with no such object is reachable without it unless
+    other objects block the way. The same holds for every direction by symmetry.
+    """
+    if motion not in DIRECTIONS:
+        raise ValueError(f"motion must be one of {DIRECTIONS}, got {motion!r}")
+    delta = DELTAS[DIRECTIONS.index(motion)]
+    axis = int(np.flatnonzero(delta)[0])
+    sign = int(delta[axis])
+    change = (np.asarray(goal["positions"]) - np.asarray(start["positions"]))[:, axis] * sign  # [n]
+    return bool(np.any(change > 0))
+
+
 class GridSymmetry(EnvSymmetry):
     """``C4 x S_n`` (or ``D4 x S_n``) acting on grid-world states and actions."""
 
@@ -137,6 +156,7 @@ class GridWorldEnv(SymmetricEnv):
     #: RushHour: objects carry an orientation and move relative to it
     oriented: bool = False
     goal_options = {"goal_moves": 3}
+    task = "reach a goal configuration (goal_moves=k)"
 
     def __init__(
         self,
@@ -332,6 +352,46 @@ class GridWorldEnv(SymmetricEnv):
         if self.goal_moves is None:
             return None
         return {k: self._state[f"goal_{k}"].copy() for k in self._object_keys()}
+
+    def optimal_moves(
+        self,
+        start: Mapping[str, np.ndarray],
+        goal: Mapping[str, np.ndarray],
+        allowed: Sequence[int] | None = None,
+        max_moves: int = 12,
+        max_expansions: int = 200_000,
+    ) -> int | None:
+        """Length of a shortest action sequence from ``start`` to ``goal`` (A*, admissible Manhattan bound).
+
+        ``None`` when no solution of at most ``max_moves`` moves exists (or the search gave up after
+        ``max_expansions`` states). Only the object keys of the states are used.
+        """
+        if self.oriented:
+            raise ValueError(f"optimal_moves supports absolute-motion grid worlds, not {type(self).__name__}")
+        actions = list(self.allowed if allowed is None else allowed)
+        goal_pos = np.asarray(goal["positions"], dtype=np.int64)
+        s0 = np.asarray(start["positions"], dtype=np.int64)
+        h0 = int(np.abs(s0 - goal_pos).sum())
+        frontier: list[tuple[int, int, int, bytes]] = [(h0, 0, 0, s0.tobytes())]
+        best = {s0.tobytes(): 0}
+        shape, tick = s0.shape, 1
+        while frontier and tick < max_expansions:
+            f, g, _, key = heapq.heappop(frontier)
+            if g > best.get(key, math.inf) or f > max_moves:
+                continue
+            pos = np.frombuffer(key, dtype=np.int64).reshape(shape)
+            if np.array_equal(pos, goal_pos):
+                return g
+            for a in actions:
+                nxt = self._apply({"positions": pos}, a)["positions"]
+                k2 = nxt.tobytes()
+                if k2 == key or best.get(k2, math.inf) <= g + 1:
+                    continue
+                best[k2] = g + 1
+                h = int(np.abs(nxt - goal_pos).sum())
+                heapq.heappush(frontier, (g + 1 + h, g + 1, tick, k2))
+                tick += 1
+        return None
 
     def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
         """Cell (Manhattan) distance of every object to its goal cell, plus quarter turns still needed (RushHour)."""

@@ -411,6 +411,7 @@ class ReacherEnv(SymmetricEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / DT)}
     goal_options = {"goal": "random"}
+    task = "bring the fingertip to the goal (-distance - control cost)"
     #: the fingertip within this distance (world units; the arm reaches 2) of the goal reaches it
     goal_radius = 0.15
 

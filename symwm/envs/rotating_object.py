@@ -163,6 +163,8 @@ def _continuous_space(max_angle: float) -> spaces.Box:
 class RotatingObjectEnv(SymmetricEnv):
     """Rotate a chiral molecule-like object into a target orientation; SO(3)-symmetric."""
 
+    task = "reach a target orientation (-geodesic distance)"
+
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(

@@ -93,6 +93,8 @@ class SymmetricEnv(gym.Env, ABC):
     state_space: spaces.Dict
     symmetry: EnvSymmetry
     _started: bool = False
+    #: one line on the task, for ``symwm envs``
+    task: str = ""
     #: ``gymnasium.make`` options that turn the goal task on (``symwm plan`` applies them unless given)
     goal_options: Mapping[str, Any] = {}
     #: a goal counts as reached once ``goal_distance`` < ``goal_radius`` (tasks that never terminate);
