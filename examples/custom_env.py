@@ -101,4 +101,4 @@ class TorusTokensEnv(SymmetricEnv):
 
 
 if "TorusTokens-v0" not in gym.registry:
-    gym.register("TorusTokens-v0", entry_point=TorusTokensEnv, max_episode_steps=100)
+    gym.register("TorusTokens-v0", entry_point=f"{__name__}:TorusTokensEnv", max_episode_steps=100)  # a string: specs stay JSON (Minari)

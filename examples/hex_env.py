@@ -115,4 +115,4 @@ class HexTokenEnv(SymmetricEnv):
 
 
 if "HexToken-v0" not in gym.registry:
-    gym.register("HexToken-v0", entry_point=HexTokenEnv, max_episode_steps=50)
+    gym.register("HexToken-v0", entry_point=f"{__name__}:HexTokenEnv", max_episode_steps=50)  # a string: specs stay JSON (Minari)

@@ -103,4 +103,4 @@ class PuckEnv(SymmetricEnv):
 
 
 if "Puck-v0" not in gym.registry:
-    gym.register("Puck-v0", entry_point=PuckEnv, max_episode_steps=100)
+    gym.register("Puck-v0", entry_point=f"{__name__}:PuckEnv", max_episode_steps=100)  # a string: specs stay JSON (Minari)

@@ -1,4 +1,4 @@
-"""Command line: ``symwm collect | train | eval | plan | demo | envs | gallery | check``.
+"""Command line: ``symwm collect | import-minari | train | eval | plan | demo | envs | gallery | check``.
 
 Run ``symwm <command> --help`` for the options of each command. An error prints one line,
 ``symwm: error: ...``, and exits with 2 for a usage error and 1 otherwise; ``symwm --debug
@@ -92,6 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from symwm.world_models.model import ModelSpec
     from symwm.world_models.train import train
 
+    if args.dataset.startswith("minari:"):  # a Minari dataset, converted once into the run directory
+        from symwm.world_models.minari_io import resolve_dataset
+
+        args.dataset = resolve_dataset(args.dataset, args.out_dir)
     spec = ModelSpec(
         env_id=args.env, variant=args.variant, size=args.size,
         env_kwargs=parse_assignments(args.env_kwarg, "--env-kwarg"),
@@ -104,6 +108,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"epoch {last['epoch']}: loss {last['loss']:.4f}; {best}")
     elif result.last.exists():
         print(f"stopped within the first epoch; resumable from {result.last}")
+    return 0
+
+
+def cmd_import_minari(args: argparse.Namespace) -> int:
+    from symwm.world_models.collect import parse_twins
+    from symwm.world_models.minari_io import from_minari
+
+    path = from_minari(args.dataset_id, args.out, steps=args.steps, env_id=args.env,
+                       env_kwargs=parse_assignments(args.env_kwarg, "--env-kwarg") if args.env_kwarg else None,
+                       twins=parse_twins(args.twins), seed=args.seed)
+    print(f"wrote {path}")
     return 0
 
 
@@ -254,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_collect)
 
+    p = sub.add_parser("import-minari", help="convert a Minari dataset of a symmetric env into a symwm rollout file",
+                       description="Cut a Minari dataset's episodes into windows of --steps transitions and write them "
+                       "as a symwm HDF5 rollout file. Training and Hits@k need only observations and actions; twins "
+                       "(EE, DIE) need the ground-truth states symwm envs put in info['state'] (record with "
+                       "minari.DataCollector(env, record_infos=True)).")
+    p.add_argument("dataset_id", help="Minari dataset id (as minari.load_dataset takes it)")
+    p.add_argument("--out", required=True, help="HDF5 file to write (written atomically)")
+    p.add_argument("--steps", type=int, default=1, help="transitions per episode window (default: %(default)s: every transition)")
+    p.add_argument("--env", default=None, type=env_id_arg, help="environment id (default: the dataset's recorded env spec)")
+    p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option (default: the recorded ones)")
+    p.add_argument("--twins", default=None, help="render transformed twins as 'symwm collect --twins' (needs recorded states)")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampled twin elements (default: %(default)s)")
+    p.set_defaults(func=cmd_import_minari)
+
     from symwm.world_models.build import SIZES
     from symwm.world_models.train import TrainConfig
 
@@ -265,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="cpu", choices=SIZES, help="preset size (default: %(default)s)")
     p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option the data was collected with")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset hyper-parameter")
-    p.add_argument("--dataset", required=True, help=field_docs(TrainConfig)["dataset"])
+    p.add_argument("--dataset", required=True, help=field_docs(TrainConfig)["dataset"] + "; or minari:ID, a Minari dataset converted into the run directory")
     p.add_argument("--out-dir", required=True, help=field_docs(TrainConfig)["out_dir"])
     add_dataclass_arguments(p, TrainConfig, skip=("dataset", "out_dir", "extra"))
     p.set_defaults(func=cmd_train)

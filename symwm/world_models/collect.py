@@ -394,8 +394,6 @@ def collect(
         policy_space = copy.deepcopy(subset.space if subset is not None else env.unwrapped.action_space)
         elements, indices = (None, None) if twins is None else choose_twin_elements(env, twins, seed)
 
-        path = _check_output_path(path)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         attrs = {
             "format_version": FORMAT_VERSION,
             "env_id": env_id,
@@ -412,27 +410,42 @@ def collect(
             "compression": compression,
         }
         factory = functools.partial(_make_env, env_id, kwargs, total_steps)
-        lock = acquire_lock(path.parent / f".{path.name}.lock", f"dataset {path}", ValueError)
-        _remove_stale_temporaries(path)
-        try:
-            with _terminate_as_interrupt(), h5py.File(tmp, "w") as h5:
-                writer = _Writer(h5, env, n_episodes, episode_length, attrs, compression, elements, indices)
-                _run(writer, env, factory, policy_space, n_envs, n_episodes, warmup_steps, episode_length, seed, progress)
-                writer.flush()
-                h5.attrs["complete"] = True  # last: readers refuse files without it
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
-                raise OSError(errno.ENOSPC, f"disk full while writing {path} (temporary file removed; any earlier "
-                                            f"{path.name} is unchanged): {exc.strerror or exc}") from None
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
-            lock.unlink(missing_ok=True)
+
+        def fill(h5: h5py.File) -> None:
+            writer = _Writer(h5, env, n_episodes, episode_length, attrs, compression, elements, indices)
+            _run(writer, env, factory, policy_space, n_envs, n_episodes, warmup_steps, episode_length, seed, progress)
+            writer.flush()
+
+        return write_rollout_file(path, fill)
     finally:
         env.close()
+
+
+def write_rollout_file(path: str | os.PathLike, fill: Callable[[h5py.File], None]) -> Path:
+    """Write a rollout file atomically: ``fill(h5)`` writes into a temporary file, marked complete and moved to ``path``.
+
+    The output path is checked first; a lock keeps two writers apart; SIGINT, SIGTERM, an error or a
+    full disk remove the temporary file and leave any earlier file at ``path`` unchanged.
+    """
+    path = _check_output_path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    lock = acquire_lock(path.parent / f".{path.name}.lock", f"dataset {path}", ValueError)
+    _remove_stale_temporaries(path)
+    try:
+        with _terminate_as_interrupt(), h5py.File(tmp, "w") as h5:
+            fill(h5)
+            h5.attrs["complete"] = True  # last: readers refuse files without it
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+            raise OSError(errno.ENOSPC, f"disk full while writing {path} (temporary file removed; any earlier "
+                                        f"{path.name} is unchanged): {exc.strerror or exc}") from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
     return path
 
 
@@ -593,7 +606,10 @@ class _Writer:
         compression: str,
         elements: list[Any] | None,
         indices: np.ndarray | None,
+        with_states: bool = True,
     ):
+        if elements is not None and not with_states:
+            raise ValueError("transformed twins are rendered from ground-truth states: a file without states cannot have twins")
         self.h5, self.env, self.elements = h5, env.unwrapped, elements
         self.env_id = attrs["env_id"]
         h5.attrs.update(dict(attrs))
@@ -602,7 +618,7 @@ class _Writer:
         space = self.env.action_space
         self.discrete = isinstance(space, spaces.Discrete)
         act_shape, act_dtype = ((), np.int64) if self.discrete else (tuple(space.shape), np.float32)
-        state_spaces = self.env.state_space.spaces
+        state_spaces = self.env.state_space.spaces if with_states else {}
         episode_bytes = (length + 1) * int(np.prod(obs_shape)) * (1 + (len(elements) if elements is not None else 0))
         self.block = int(min(n, max(1, CHUNK_BYTES // episode_bytes)))  # episodes per chunk and per write
         self.buffer: dict[str, list[np.ndarray]] = {}

@@ -120,9 +120,12 @@ class RolloutFile:
         except (TypeError, json.JSONDecodeError) as exc:
             raise self._fail(f"attribute 'env_kwargs' is not valid JSON: {exc}") from exc
 
-        for name in ("obs", "actions", "rewards", "states"):
+        for name in ("obs", "actions", "rewards"):
             if name not in h5:
                 raise self._fail(f"missing dataset {name!r}")
+        self.has_states = "states" in h5  # files converted from rollouts without ground truth have none
+        if not self.has_states and attrs.get("states") != "none":
+            raise self._fail("missing dataset 'states'")
         obs, actions, rewards = h5["obs"], h5["actions"], h5["rewards"]
         if obs.dtype != np.uint8 or obs.ndim != 5:
             raise self._fail(f"'obs' must be uint8 [N, T+1, H, W, C], got {obs.dtype} {obs.shape}")
@@ -142,12 +145,14 @@ class RolloutFile:
             raise self._fail(f"'actions' must be int [N, T] or float [N, T, A], got {actions.dtype} {actions.shape}")
         self.action_shape: tuple[int, ...] = tuple(actions.shape[2:])
         self._check_shape("rewards", rewards.shape, (n, steps - 1), "one reward per action")
-        states = h5["states"]
-        if not isinstance(states, h5py.Group) or not len(states):
-            raise self._fail("'states' must be a group with one dataset per state key")
-        self.state_keys: tuple[str, ...] = tuple(states)
-        for key in self.state_keys:
-            self._check_shape(f"states/{key}", states[key].shape[:2], (n, steps), "one state per observation")
+        self.state_keys: tuple[str, ...] = ()
+        if self.has_states:
+            states = h5["states"]
+            if not isinstance(states, h5py.Group) or not len(states):
+                raise self._fail("'states' must be a group with one dataset per state key")
+            self.state_keys = tuple(states)
+            for key in self.state_keys:
+                self._check_shape(f"states/{key}", states[key].shape[:2], (n, steps), "one state per observation")
 
         self.n_twins = 0
         if "twins" in h5:
@@ -297,6 +302,11 @@ class _RolloutDataset(Dataset):
         with open_dataset(self.path, expect_env_id) as f:
             if twins and not f.n_twins:
                 raise DatasetError(f"{self.path}: has no transformed twins; collect it with twins='all' or an int")
+            if states and not f.has_states:
+                raise DatasetError(
+                    f"{self.path}: has no ground-truth states (converted from rollouts recorded without them); "
+                    "training and Hits@k / MRR do not need them, twins, EE / DIE and hard negatives do"
+                )
             self.env_id, self.attrs = f.env_id, dict(f.attrs)
             self.n_episodes, self.episode_length = f.n_episodes, f.episode_length
             self.obs_shape, self.action_shape, self.discrete = f.obs_shape, f.action_shape, f.discrete
