@@ -444,7 +444,7 @@ def build_authors_model(spec: ModelSpec, initialize: bool = False) -> AuthorsMod
         pool = int(p["sen_pool"])
         size = h // pool
         if spec.variant == "full":
-            from symwm.world_models.models.grid import matching_sen_fields
+            from symwm.world_models.components.sen import matching_sen_fields
 
             gs = gspaces.rot2dOnR2(4)
             n = p.get("sen_fields") or matching_sen_fields(gs, c, k, int(p["sen_channels"]), int(p["sen_layers"]))

@@ -8,6 +8,7 @@ import torch
 
 from symwm.envs.groups import transform_grid
 from symwm.world_models.equivariance import check_model_equivariance
+from symwm.world_models.components.mlp import FieldLayerNorm
 from symwm.world_models.build import build_model, make_env
 from symwm.world_models.model import ModelSpec, WorldModel
 from symwm.world_models.models import grid
@@ -258,7 +259,7 @@ def test_motion_representation(env_id, kwargs, sizes):
 
 
 def test_field_layer_norm_is_equivariant_for_field_permutations():
-    ln = grid.FieldLayerNorm(3, 4)
+    ln = FieldLayerNorm(3, 4)
     with torch.no_grad():
         ln.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
         ln.bias.copy_(torch.tensor([0.1, 0.0, 0.3]))
@@ -266,7 +267,7 @@ def test_field_layer_norm_is_equivariant_for_field_permutations():
     perm = torch.tensor([1, 2, 3, 0])
     permute = lambda t: t.view(5, 3, 4)[..., perm].reshape(5, 12)  # noqa: E731  same cyclic shift in every field
     torch.testing.assert_close(ln(permute(x)), permute(ln(x)))
-    torch.testing.assert_close(grid.FieldLayerNorm(1, 12)(x), torch.nn.functional.layer_norm(x, (12,)))
+    torch.testing.assert_close(FieldLayerNorm(1, 12)(x), torch.nn.functional.layer_norm(x, (12,)))
 
 
 def test_sen_pool_must_divide_the_image():
@@ -276,7 +277,7 @@ def test_sen_pool_must_divide_the_image():
 
 
 def test_padded_input_conv_is_the_same_function_and_parameters():
-    from symwm.world_models.models.grid import PaddedInputConv2d
+    from symwm.world_models.components.sen import PaddedInputConv2d
 
     torch.manual_seed(0)
     plain = torch.nn.Conv2d(3, 5, 3, padding=1)

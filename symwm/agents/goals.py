@@ -13,8 +13,6 @@ Any environment offers a goal through ``SymmetricEnv.goal_observation`` and ``go
 
 from __future__ import annotations
 
-import heapq
-import math
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym

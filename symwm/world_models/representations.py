@@ -12,7 +12,7 @@ off the environment and turn it into escnn field types here.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from escnn import group as egroup

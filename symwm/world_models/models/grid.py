@@ -21,7 +21,6 @@ numerically). The same code therefore covers absolute directions (Shapes/Cubes),
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,13 @@ import torch
 from escnn import group as egroup
 from escnn import gspaces
 from escnn import nn as enn
-from torch import nn
-from torch.nn import functional as F
 
 from symwm.envs.groups import Dihedral, DihedralElement, Permutation, Symmetric, transform_grid
-from symwm.world_models.escnn_bridge import EscnnModule, PlainIO, representation_matrix, to_escnn
+from symwm.world_models.escnn_bridge import representation_matrix, to_escnn
+from symwm.world_models.components.encoders import ObjectEncoder
+from symwm.world_models.components.mlp import equivariant_mlp, plain_mlp
+from symwm.world_models.components.sen import EquivariantSEN, PlainSEN, matching_sen_fields
+from symwm.world_models.components.transitions import N_MOTIONS, GNNTransition
 from symwm.world_models.representations import permutation_fields
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
@@ -67,8 +68,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "none": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 2},
     },
 }
-
-N_MOTIONS = 4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,284 +111,6 @@ def motion_maps(symmetry: Any, G: egroup.Group) -> dict[Any, np.ndarray]:
     for h, s in _symwm_elements(symmetry.planar, G).items():
         maps[h] = np.array([symmetry.act_on_action((s, ident), m) % N_MOTIONS for m in range(N_MOTIONS)])
     return maps
-
-
-# ----------------------------------------------------------------------------------------------
-# Building blocks
-# ----------------------------------------------------------------------------------------------
-
-
-class FieldLayerNorm(nn.Module):
-    """LayerNorm over the whole feature vector with one scale and shift per field.
-
-    Mean and variance over all features are invariant under permutation representations, and a
-    per-field affine map commutes with permutations inside the field: equivariant for regular fields.
-    """
-
-    def __init__(self, n_fields: int, field_size: int, eps: float = 1e-5):
-        super().__init__()
-        self.n_fields, self.field_size, self.eps = n_fields, field_size, eps
-        self.weight = nn.Parameter(torch.ones(n_fields))
-        self.bias = nn.Parameter(torch.zeros(n_fields))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(x, x.shape[-1:], eps=self.eps)  # [N, n_fields * field_size]
-        y = y.unflatten(-1, (self.n_fields, self.field_size))  # [N, n_fields, field_size]
-        return (y * self.weight[:, None] + self.bias[:, None]).flatten(-2)
-
-
-def equivariant_mlp(
-    in_type: enn.FieldType, hidden_fields: int, out_type: enn.FieldType, initialize: bool
-) -> nn.Sequential:
-    """Linear, ReLU, Linear, LayerNorm, ReLU, Linear with equivariant layers on regular hidden fields."""
-    gs = in_type.gspace
-    G = gs.fibergroup
-    hid = enn.FieldType(gs, [G.regular_representation] * hidden_fields)
-    return nn.Sequential(
-        PlainIO(enn.Linear(in_type, hid, initialize=initialize)),
-        nn.ReLU(),  # pointwise on regular fields = equivariant
-        PlainIO(enn.Linear(hid, hid, initialize=initialize)),
-        FieldLayerNorm(hidden_fields, G.order()),
-        nn.ReLU(),
-        PlainIO(enn.Linear(hid, out_type, initialize=initialize)),
-    )
-
-
-def plain_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """C-SWM's MLP: Linear, ReLU, Linear, LayerNorm, ReLU, Linear."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
-    )
-
-
-def export_sequential(seq: nn.Sequential) -> nn.Sequential:
-    """A plain-torch copy of ``seq``: parts with ``export()`` exported, the rest deep-copied."""
-    parts = [m.export() if hasattr(m, "export") else copy.deepcopy(m) for m in seq]
-    return nn.Sequential(*parts).eval()
-
-
-class ObjectEncoder(EscnnModule):
-    """Per-object encoder, weights shared over objects: V ``[B, K, H, W]`` -> Z ``[B, K, D]``.
-
-    ``pixel_order`` reorders each flattened map into the field layout of ``mlp``'s input.
-    """
-
-    def __init__(self, mlp: nn.Sequential, pixel_order: torch.Tensor | None = None):
-        super().__init__()
-        self.mlp = mlp
-        self.register_buffer("pixel_order", pixel_order, persistent=False)
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        b, k = v.shape[:2]
-        x = v.reshape(b * k, -1)  # [B*K, H*W]
-        if self.pixel_order is not None:
-            x = x.index_select(1, self.pixel_order)
-        return self.mlp(x).view(b, k, -1)  # [B, K, D]
-
-    def export(self) -> "ObjectEncoder":
-        """The same encoder with plain-torch layers (eval mode)."""
-        self.eval()
-        return ObjectEncoder(export_sequential(self.mlp), self.pixel_order).eval()
-
-
-class GNNTransition(EscnnModule):
-    """Fully connected GNN over objects (C-SWM): ``z' = z + node(z_i, a_i, sum_j edge(z_i, z_j))``.
-
-    Raw actions ``a`` in ``[0, 4K)`` (object ``a // 4``, motion ``a % 4``) become one 4-dim one-hot
-    per object (zeros for objects not acted on), with motion ``m`` at position ``motion_slot[m]``.
-    """
-
-    def __init__(
-        self, edge_mlp: nn.Module, node_mlp: nn.Module, n_objects: int, edge_dim: int, motion_slot: torch.Tensor | None = None
-    ):
-        super().__init__()
-        self.edge_mlp, self.node_mlp = edge_mlp, node_mlp
-        self.n_objects, self.edge_dim = n_objects, edge_dim
-        if motion_slot is None:
-            motion_slot = torch.arange(N_MOTIONS)
-        self.register_buffer("motion_slot", motion_slot.long(), persistent=False)
-        src = [(i, j) for i in range(n_objects) for j in range(n_objects) if i != j]  # grouped by receiver i
-        self.register_buffer("receivers", torch.tensor([i for i, _ in src], dtype=torch.long), persistent=False)
-        self.register_buffer("senders", torch.tensor([j for _, j in src], dtype=torch.long), persistent=False)
-
-    def encode_actions(self, actions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Raw actions ``[B]`` -> per-object motion one-hots ``[B, K, 4]``."""
-        if actions.dim() == 2 and actions.shape[1] == 1:
-            actions = actions[:, 0]
-        actions = actions.long()
-        b, k = actions.shape[0], self.n_objects
-        if ((actions < 0) | (actions >= N_MOTIONS * k)).any():
-            raise ValueError(f"actions must lie in [0, {N_MOTIONS * k})")
-        flat = (actions // N_MOTIONS) * N_MOTIONS + self.motion_slot[actions % N_MOTIONS]
-        onehot = torch.zeros(b, k * N_MOTIONS, dtype=like.dtype, device=like.device)
-        onehot[torch.arange(b, device=like.device), flat] = 1.0
-        return onehot.view(b, k, N_MOTIONS)
-
-    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        b, k, d = z.shape
-        act = self.encode_actions(actions, z)  # [B, K, 4]
-        if k > 1:
-            pairs = torch.cat([z[:, self.receivers], z[:, self.senders]], dim=-1)  # [B, K(K-1), 2D]
-            agg = self._edge_sum(pairs.reshape(-1, 2 * d)).view(b, k, -1)  # [B, K, hidden]
-        else:
-            agg = z.new_zeros(b, k, self.edge_dim)  # a single object has no neighbours
-        node_in = torch.cat([z, act, agg], dim=-1).reshape(b * k, -1)
-        return z + self.node_mlp(node_in).view(b, k, d)
-
-    def _edge_sum(self, pairs: torch.Tensor) -> torch.Tensor:
-        """``sum_j edge(z_i, z_j)`` for pairs ``[B*K*(K-1), 2D]`` grouped by receiver -> ``[B*K, hidden]``.
-
-        The edge MLP ends in an affine layer ``f``, and ``sum_j f(h_ij) = f(sum_j h_ij) + (K-2) f(0)``:
-        summing before that layer computes the same function with K-1 times fewer rows for it (the
-        largest matmul of a grid-world training step after the encoder's first layer).
-        """
-        *body, last = self.edge_mlp
-        h = pairs
-        for layer in body:
-            h = layer(h)
-        k = self.n_objects
-        h = h.view(-1, k - 1, h.shape[-1]).sum(1)  # [B*K, hidden']
-        out = last(h)
-        if k > 2:
-            out = out + (k - 2) * last(h.new_zeros(1, h.shape[-1]))  # the bias of the K-2 further terms
-        return out
-
-    def export(self) -> "GNNTransition":
-        """The same transition with plain-torch layers (eval mode)."""
-        self.eval()
-        return GNNTransition(
-            export_sequential(self.edge_mlp), export_sequential(self.node_mlp), self.n_objects, self.edge_dim, self.motion_slot
-        ).eval()
-
-
-class PaddedInputConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that, on CUDA, zero-pads its input channels (and its weight) to ``pad_to``.
-
-    The result is the same function with the same parameters and state-dict keys (the padded weight
-    columns are constants), but cuDNN has no fast kernels for 3 input channels: for the grid SEN's
-    first layer the padded form makes a paper-size training step 15 % faster on an H200 (measured in
-    benchmarks/train_speed.py). On CPU padding costs a few percent, so it is not done there.
-    """
-
-    def __init__(self, *args: Any, pad_to: int = 8, force: bool = False, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.pad_to, self.force = pad_to, force
-
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        extra = self.pad_to - self.in_channels
-        if extra > 0 and self.groups == 1 and (x.is_cuda or self.force):
-            x = F.pad(x, (0, 0, 0, 0, 0, extra)).contiguous(memory_format=torch.channels_last)  # [B, pad_to, H, W]
-            weight = F.pad(weight, (0, 0, 0, 0, 0, extra))  # [out, pad_to, k, k]
-        return super()._conv_forward(x, weight, bias)
-
-
-def block_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``k x k`` average pooling ``[B, C, H, W] -> [B, C, H/k, W/k]`` as a depthwise strided convolution.
-
-    The same numbers as ``avg_pool2d`` (bit-identical for k=2, measured), but about 10x faster on CPU
-    for the channels-last RGB batches the models see (1.6 ms instead of 16 ms for 512 50x50 frames).
-    """
-    c = x.shape[1]
-    weight = x.new_full((c, 1, k, k), 1.0 / (k * k))
-    return F.conv2d(x, weight, stride=k, groups=c)
-
-
-class BlockMean(nn.Module):
-    """:func:`block_mean` as a module (stateless, like the ``nn.AvgPool2d`` it replaces)."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return block_mean(x, self.k)
-
-
-class PlainSEN(nn.Sequential):
-    """The SEN of ``ours``/``none``: ``hidden_layers`` x (3x3 conv, BatchNorm, ReLU), 3x3 conv to K maps, sigmoid.
-
-    Runs in channels-last memory layout: about twice as fast on CPU for these thin, full-resolution
-    layers (measured); the function computed is unchanged. The first convolution pads its RGB input
-    to 8 channels on CUDA (:class:`PaddedInputConv2d`).
-    """
-
-    def __init__(self, in_channels: int, n_objects: int, channels: int, hidden_layers: int = 3, pool: int = 1):
-        layers: list[nn.Module] = [BlockMean(pool)] if pool > 1 else []
-        c = in_channels
-        for i in range(hidden_layers):
-            conv = PaddedInputConv2d if i == 0 else nn.Conv2d
-            layers += [conv(c, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
-            c = channels
-        layers += [nn.Conv2d(c, n_objects, 3, padding=1), nn.Sigmoid()]
-        super().__init__(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.contiguous(memory_format=torch.channels_last))  # [B, K, H, W]
-
-
-class EquivariantSEN(EscnnModule):
-    """The SEN of ``full``: the plain SEN's shape built from escnn R2Conv (pixels assumed to rotate)."""
-
-    def __init__(
-        self,
-        gspace: gspaces.GSpace2D,
-        in_channels: int,
-        n_objects: int,
-        fields: int,
-        initialize: bool,
-        hidden_layers: int = 3,
-        pool: int = 1,
-    ):
-        super().__init__()
-        self.pool = pool  # average pooling of whole pool x pool blocks commutes with the grid's symmetries
-        G = gspace.fibergroup
-        t = enn.FieldType(gspace, [G.trivial_representation] * in_channels)
-        hid = enn.FieldType(gspace, [G.regular_representation] * fields)
-        layers: list[enn.EquivariantModule] = []
-        for _ in range(hidden_layers):
-            layers += [enn.R2Conv(t, hid, 3, padding=1, initialize=initialize), enn.InnerBatchNorm(hid), enn.ReLU(hid)]
-            t = hid
-        out = enn.FieldType(gspace, [G.trivial_representation] * n_objects)
-        layers.append(enn.R2Conv(t, out, 3, padding=1, initialize=initialize))
-        self.net = PlainIO(enn.SequentialModule(*layers))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool > 1:
-            x = block_mean(x, self.pool)
-        return torch.sigmoid(self.net(x))  # sigmoid on trivial fields: equivariant; [B, K, H, W]
-
-    def export(self) -> nn.Sequential:
-        """Plain-torch convolutions computing the same maps (eval mode)."""
-        self.eval()
-        pool = [BlockMean(self.pool)] if self.pool > 1 else []
-        return nn.Sequential(*pool, self.net.export(), nn.Sigmoid()).eval()
-
-
-def matching_sen_fields(
-    gspace: gspaces.GSpace2D, in_channels: int, n_objects: int, channels: int, hidden_layers: int = 3
-) -> int:
-    """The number of regular fields that gives :class:`EquivariantSEN` about the plain SEN's parameter count.
-
-    Counts come from escnn itself (one-field 3x3 R2Convs; escnn's band-limited 3x3 basis has 24
-    weights per C4 regular pair, 48 per D4 pair, not 9 |G|), so this stays right if escnn changes.
-    """
-    G = gspace.fibergroup
-    triv = enn.FieldType(gspace, [G.trivial_representation])
-    reg = enn.FieldType(gspace, [G.regular_representation])
-
-    def weights(a: enn.FieldType, b: enn.FieldType) -> int:
-        return enn.R2Conv(a, b, 3, padding=1, initialize=False).weights.numel()
-
-    w_in, w_hid, w_out = weights(triv, reg), weights(reg, reg), weights(reg, triv)
-
-    def count(n: int) -> int:  # convs + one bias per output field + BatchNorm scale/shift per field
-        return (
-            in_channels * n * w_in + (hidden_layers - 1) * n * n * w_hid + n * n_objects * w_out
-            + hidden_layers * n + n_objects + 2 * hidden_layers * n
-        )
-
-    target = sum(p.numel() for p in PlainSEN(in_channels, n_objects, channels, hidden_layers).parameters())
-    return min(range(1, 4 * channels + 1), key=lambda n: abs(count(n) - target))
 
 
 # ----------------------------------------------------------------------------------------------

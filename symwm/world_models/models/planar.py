@@ -31,12 +31,14 @@ from escnn import group as egroup
 from escnn import gspaces
 from escnn import nn as enn
 from gymnasium import spaces
-from torch import nn
 
 from symwm.envs.groups import Dihedral
-from symwm.world_models.escnn_bridge import EscnnModule, representation_matrix, to_escnn
+from symwm.world_models.escnn_bridge import representation_matrix, to_escnn
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
-from symwm.world_models.models.grid import equivariant_mlp, export_sequential, plain_mlp
+from symwm.world_models.components.encoders import VectorEncoder
+from symwm.world_models.components.mlp import equivariant_mlp, plain_mlp
+from symwm.world_models.components.sen import FibreSEN
+from symwm.world_models.components.transitions import ResidualTransition
 from symwm.world_models.representations import discrete_action_maps, linear_action_representation, permutation_fields
 
 NAME = "planar"
@@ -81,68 +83,6 @@ def action_type(env: Any, gs: gspaces.GSpace) -> tuple[enn.FieldType, torch.Tens
     scale = float(np.min(np.minimum(np.abs(space.low), np.abs(space.high))))
     rep = linear_action_representation(sym.act_on_action, elements, dim, G, scale=scale if scale > 0 else 1.0)
     return enn.FieldType(gs, [rep]), None
-
-
-class FibreSEN(nn.Module):
-    """Plain CNN: images -> ``[B, fibres * |G|]`` (stride-2 convolutions, global average pool, linear)."""
-
-    def __init__(self, in_channels: int, channels: int, layers: int, out_dim: int):
-        super().__init__()
-        convs: list[nn.Module] = []
-        c = in_channels
-        for _ in range(layers):
-            convs += [nn.Conv2d(c, channels, 3, stride=2, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
-            c = channels
-        self.convs = nn.Sequential(*convs)
-        self.out = nn.Linear(channels, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.convs(x).mean(dim=(2, 3)))  # [B, C, h, w] -> [B, C] -> [B, fibres * |G|]
-
-
-class VectorEncoder(EscnnModule):
-    """``[B, V] -> [B, 1, D]`` through an MLP (escnn or plain)."""
-
-    def __init__(self, mlp: nn.Sequential):
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return self.mlp(v)[:, None]
-
-    def export(self) -> "VectorEncoder":
-        """The same encoder in plain torch (eval mode)."""
-        self.eval()
-        return VectorEncoder(export_sequential(self.mlp)).eval()
-
-
-class ResidualTransition(EscnnModule):
-    """``z' = z + T([z, a])`` with one-hot (Discrete, at ``slots``) or raw (Box) actions."""
-
-    def __init__(self, mlp: nn.Sequential, n_actions: int | None, slots: torch.Tensor | None):
-        super().__init__()
-        self.mlp, self.n_actions = mlp, n_actions
-        self.register_buffer("slots", slots, persistent=False)
-
-    def encode_actions(self, actions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Raw actions -> the transition's action input ``[B, A]``."""
-        if self.n_actions is None:
-            return actions.reshape(actions.shape[0], -1).to(like.dtype)
-        idx = actions.reshape(-1).long()
-        if ((idx < 0) | (idx >= self.n_actions)).any():
-            raise ValueError(f"actions must lie in [0, {self.n_actions})")
-        onehot = torch.zeros(idx.shape[0], self.n_actions, dtype=like.dtype, device=like.device)
-        onehot[torch.arange(idx.shape[0], device=like.device), self.slots[idx]] = 1.0
-        return onehot
-
-    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([z[:, 0], self.encode_actions(actions, z)], dim=-1)  # [B, D + A]
-        return z + self.mlp(x)[:, None]
-
-    def export(self) -> "ResidualTransition":
-        """The same transition in plain torch (eval mode)."""
-        self.eval()
-        return ResidualTransition(export_sequential(self.mlp), self.n_actions, self.slots).eval()
 
 
 class PlanarLatentSymmetry(LatentSymmetry):
