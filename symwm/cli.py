@@ -21,6 +21,7 @@ import numpy as np
 
 from symwm.envs import ENV_IDS, checker
 
+
 def describe_space(space: gym.Space) -> str:
     """Short human description of an observation or action space."""
     if isinstance(space, gym.spaces.Discrete):
@@ -165,13 +166,11 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from symwm.envs.checker import check_symmetric_env
-
     failed = False
     for env_id in args.env or list(ENV_IDS):
         env = gym.make(env_id)
         try:
-            results = check_symmetric_env(env, args.n, args.seed, args.tol)
+            results = checker.check_symmetric_env(env, args.n, args.seed, args.tol)
         finally:
             env.close()
         dyn = next((r for r in results if r.name == "equivariant dynamics"), None)
