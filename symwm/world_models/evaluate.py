@@ -91,27 +91,28 @@ def _quarter_turn_index(env: Any, elements: list[Any]) -> int | None:
 
 @torch.no_grad()
 def _twin_metrics(
-    model: WorldModel, batch: dict[str, Any], elements: list[Any], quarter: int | None, predict: Any,
-    pred: torch.Tensor, batch_size: int, device: torch.device, seed: int,
+    model: WorldModel, batch: dict[str, Any], elements: list[Any], quarter: int | None, s: torch.Tensor, z: torch.Tensor,
+    pred: torch.Tensor, target: torch.Tensor, batch_size: int, device: torch.device, seed: int,
 ) -> dict[str, float]:
-    """EE, DIE(S) and DIE(model) at the quarter turn (the release's definitions) and EE averaged over the twins."""
-    obs, twin_obs = batch["obs"], batch["twin_obs"]  # [N, H, W, C], [N, G, H, W, C]
+    """EE, DIE(S) and DIE(model) at the quarter turn (the release's definitions) and EE averaged over the twins.
+
+    ``s``, ``z``, ``pred``, ``target``: the SEN outputs and latents of the observations, the predictions
+    and the true latents, computed once by :func:`evaluate` (the SEN runs once per image).
+    """
+    twin_obs = batch["twin_obs"]  # [N, G, H, W, C]
     act = lambda g, v: model.symmetry.act_on_embedding(g, v)  # noqa: E731
-    # the SEN runs once per observation; EE and DIE(S) both read these embeddings
-    s = _batched(model.embed, obs, batch_size=batch_size, device=device)
     twin_s = [_batched(model.embed, twin_obs[:, j], batch_size=batch_size, device=device) for j in range(len(elements))]
     out: dict[str, float] = {}
     if len(elements) > 1:
-        out["ee_mean_g"] = mean_equivariance_error(lambda v: v, s, list(zip(elements, twin_s)), act, batch_size=len(obs))
+        out["ee_mean_g"] = mean_equivariance_error(lambda v: v, s, list(zip(elements, twin_s)), act, batch_size=len(s))
     if quarter is None:
         return out
     g, j = elements[quarter], quarter
-    out["ee"] = equivariance_error(lambda v: v, s, twin_s[j], act, g, batch_size=len(obs))
+    out["ee"] = equivariance_error(lambda v: v, s, twin_s[j], act, g, batch_size=len(s))
     gen = torch.Generator().manual_seed(seed)
     out["die_sen"] = batch_distance_invariance_error(s, twin_s[j], gen)
-    z = _batched(model.encode, obs, batch_size=batch_size, device=device)  # current latents, the release's normaliser
-    target = _batched(model.encode, batch["next_obs"], batch_size=batch_size, device=device)
-    twin_pred = _batched(predict, twin_obs[:, j], batch["twin_actions"][:, j], batch_size=batch_size, device=device)
+    twin_z = _batched(model.encoder, twin_s[j], batch_size=batch_size, device=device)
+    twin_pred = _batched(model.rollout, twin_z, batch["twin_actions"][:, j], batch_size=batch_size, device=device)
     twin_target = _batched(model.encode, batch["twin_next_obs"][:, j], batch_size=batch_size, device=device)
     out["die_model"] = release_distance_invariance_error(pred, target, twin_pred, twin_target, z, gen)
     return out
@@ -143,11 +144,10 @@ def evaluate(
     batch = next(iter(DataLoader(paths, batch_size=len(paths))))  # evaluation sets are small: one batch in memory
     obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
 
-    def predict(o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return model.rollout(model.encode(o), a)
-
     bar = (lambda what: f"{what} ({len(paths)} episodes)") if progress else (lambda what: None)  # noqa: E731
-    pred = _batched(predict, obs, actions, batch_size=batch_size, device=device, desc=bar(f"{horizon}-step predictions"))  # [N, K, D]
+    s = _batched(model.embed, obs, batch_size=batch_size, device=device, desc=bar("SEN"))  # V of the first observations
+    z = _batched(model.encoder, s, batch_size=batch_size, device=device)  # [N, K, D]
+    pred = _batched(model.rollout, z, actions, batch_size=batch_size, device=device, desc=bar(f"{horizon}-step predictions"))
     target = _batched(model.encode, next_obs, batch_size=batch_size, device=device, desc=bar("true latents"))
     results: dict[str, float] = {"episodes": float(len(paths)), "horizon": float(horizon)}
     results.update(ranking_metrics(pred, target))
@@ -162,7 +162,7 @@ def evaluate(
         results.update({f"hard_{k}": v for k, v in hard.items()})
 
     if has_twins:
-        results.update(_twin_metrics(model, batch, elements, quarter, predict, pred, batch_size, device, seed))
+        results.update(_twin_metrics(model, batch, elements, quarter, s, z, pred, target, batch_size, device, seed))
     return results
 
 
