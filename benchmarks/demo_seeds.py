@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("seed", "model", "hits@1", "mrr", "eval_episodes", "train_transitions", "epochs", "wall_s", "held_in_hits@1", "best_epoch")
+COLUMNS = ("seed", "model", "hits@1", "mrr", "eval_episodes", "train_transitions", "epochs", "wall_s", "data_s", "train_s",
+           "held_in_hits@1", "best_epoch")
 TARGET = {"ours": (">=", 90.0), "none": ("<=", 60.0)}
 
 
@@ -50,7 +51,8 @@ def rows_of(seed: int, record: dict, work: Path) -> list[dict]:
         rows.append({
             "seed": seed, "model": model, "hits@1": round(r["hits@1"], 2), "mrr": round(r["mrr"], 2),
             "eval_episodes": int(r["episodes"]), "train_transitions": cfg["train_transitions"], "epochs": cfg["epochs"],
-            "wall_s": round(record["wall_s"], 1), "held_in_hits@1": round(record["results_seen"][model]["hits@1"], 2),
+            "wall_s": round(record["wall_s"], 1), "data_s": round(record["data_s"], 1), "train_s": round(record["train_s"], 1),
+            "held_in_hits@1": round(record["results_seen"][model]["hits@1"], 2),
             "best_epoch": summary["best_epoch"],
         })
     return rows
@@ -83,13 +85,15 @@ def markdown(rows: list[dict], seeds: list[int]) -> str:
     w = np.array([x for _, x in walls]) / 60
     lines += [
         "",
-        "| seed | ours Hits@1 % | none Hits@1 % | ours held-in | none held-in | wall time (min) |",
-        "|---|---|---|---|---|---|",
+        "| seed | ours Hits@1 % | none Hits@1 % | ours held-in | none held-in | wall time (min) | data / training / evaluation (min) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for seed in seeds:
         o = next(r for r in rows if r["seed"] == seed and r["model"] == "ours")
         n = next(r for r in rows if r["seed"] == seed and r["model"] == "none")
-        lines.append(f"| {seed} | {o['hits@1']:.1f} | {n['hits@1']:.1f} | {o['held_in_hits@1']:.1f} | {n['held_in_hits@1']:.1f} | {o['wall_s'] / 60:.1f} |")
+        rest = o["wall_s"] - o["data_s"] - o["train_s"]
+        lines.append(f"| {seed} | {o['hits@1']:.1f} | {n['hits@1']:.1f} | {o['held_in_hits@1']:.1f} | {n['held_in_hits@1']:.1f} | "
+                     f"{o['wall_s'] / 60:.1f} | {o['data_s'] / 60:.1f} / {o['train_s'] / 60:.1f} / {rest / 60:.1f} |")
     lines += [
         "",
         f"Wall time of one demo (collection, both trainings, evaluation, plots): {w.mean():.1f} min mean, "
