@@ -8,9 +8,9 @@ transition) and ``none`` (the non-equivariant C-SWM-like baseline) at the ``cpu`
 model's best checkpoint on a validation split of the training data, rank every 10-step prediction
 among all 10,000, and write ``report.md`` with the tables (Hits@1, MRR, EE, DIE) and PNG plots.
 
-Data are collected in two processes, the two models train at the same time in two processes
-with one thread each, and are evaluated in two processes (faster on 2 cores than one after the
-other). Every step is skipped when its output is already complete, so an interrupted demo
+Data are collected in two processes; ``none`` and the first half of ``ours`` train side by side with
+one thread each, then ``ours`` finishes with two threads (``ours_shared``); the models are evaluated
+in two processes. Every step is skipped when its output is already complete, so an interrupted demo
 continues where it stopped (training resumes from ``last.pt``).
 """
 
@@ -36,7 +36,7 @@ PAPER = {"none": {"hits@1": 52.3, "mrr": 61.8, "die_model": 0.181}, "ours": {"hi
 
 @dataclass
 class DemoConfig:
-    """What the demo runs (defaults: about 17 minutes on an idle 2-core CPU; see benchmarks/results/demo/seeds.md)."""
+    """What the demo runs (defaults: about 15 minutes on an idle 2-core CPU; see benchmarks/results/demo/seeds.md)."""
 
     out: str = "runs/demo"
     """output directory"""

@@ -473,6 +473,17 @@ def _remove_stale_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+#: signals received by :func:`_terminate_as_interrupt`'s handler. Python swallows an exception raised
+#: while it runs a weakref callback or a finaliser, so the writer also checks this before every episode.
+_STOP_SIGNALS: list[int] = []
+
+
+def _check_stop() -> None:
+    """Raise ``KeyboardInterrupt`` if a SIGTERM arrived whose own interrupt may have been swallowed."""
+    if _STOP_SIGNALS:
+        raise KeyboardInterrupt(f"terminated by signal {_STOP_SIGNALS[-1]}")
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """While collecting in the main thread, SIGTERM raises ``KeyboardInterrupt`` so the temporary file is removed."""
@@ -481,6 +492,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        _STOP_SIGNALS.append(signum)
         raise KeyboardInterrupt(f"terminated by signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -488,6 +500,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _STOP_SIGNALS.clear()
 
 
 def ensure_collected(
@@ -665,6 +678,7 @@ class _Writer:
         reset_seed: int,
     ) -> None:
         """Buffer episode ``i`` (obs [T+1, ...], actions [T, ...], rewards [T], states [T+1, ...]) and its twins."""
+        _check_stop()
         if i != self.first + len(self.buffer.get("obs", ())):
             raise ValueError(f"episodes must be written in order: got {i}")
         self._add("obs", obs)
