@@ -148,17 +148,22 @@ def matching_sen_fields(
 
 
 class FibreSEN(nn.Module):
-    """Plain CNN: images -> ``[B, fibres * |G|]`` (stride-2 convolutions, global average pool, linear)."""
+    """Plain CNN: images ``[B, C, H, W]`` -> ``[B, fibres * |G|]`` (stride-2 convolutions, then a linear layer).
 
-    def __init__(self, in_channels: int, channels: int, layers: int, out_dim: int):
+    The linear layer reads the whole last feature map (not its average), so positions stay readable:
+    with global average pooling the planar examples' SEN could not locate a disc (10-step Hits@1 at
+    chance on the hexagonal board, benchmarks/results/examples).
+    """
+
+    def __init__(self, in_channels: int, channels: int, layers: int, out_dim: int, image_size: tuple[int, int]):
         super().__init__()
         convs: list[nn.Module] = []
-        c = in_channels
+        c, (h, w) = in_channels, image_size
         for _ in range(layers):
             convs += [nn.Conv2d(c, channels, 3, stride=2, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
-            c = channels
+            c, h, w = channels, (h + 1) // 2, (w + 1) // 2
         self.convs = nn.Sequential(*convs)
-        self.out = nn.Linear(channels, out_dim)
+        self.out = nn.Linear(channels * h * w, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.convs(x).mean(dim=(2, 3)))  # [B, C, h, w] -> [B, C] -> [B, fibres * |G|]
+        return self.out(self.convs(x).flatten(1))  # [B, C, h, w] -> [B, C h w] -> [B, fibres * |G|]

@@ -4,8 +4,8 @@ The generic family of the "bring your own environment" path: nothing here names 
 What the model needs is read off the environment's contract (``env.symmetry.action_group`` a
 :class:`~symwm.envs.groups.Dihedral`, ``act_on_action``):
 
-* **SEN** ``S``: a plain CNN (stride-2 3x3 convolutions, BatchNorm, ReLU), global average pooling
-  and a linear layer to ``sen_fields`` fibres of ``|G|`` numbers: ``V = [B, sen_fields * |G|]``. The
+* **SEN** ``S``: a plain CNN (stride-2 3x3 convolutions, BatchNorm, ReLU) and a linear layer on
+  its last feature map to ``sen_fields`` fibres of ``|G|`` numbers: ``V = [B, sen_fields * |G|]``. The
   group acts on V by the regular representation on every fibre (it cyclically shifts, and for D_n
   also reflects, each fibre). The SEN is not constrained: it learns to map images so that this
   action matches the environment's.
@@ -120,8 +120,8 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
     v_type = enn.FieldType(gs, [reg] * int(params["sen_fields"]))
     z_type = enn.FieldType(gs, [reg] * int(params["latent_fields"]))
     a_type, slots = action_type(env, gs)
-    _, _, c = env.observation_space.shape
-    sen = FibreSEN(c, int(params["sen_channels"]), int(params["sen_layers"]), v_type.size)
+    h, w, c = env.observation_space.shape
+    sen = FibreSEN(c, int(params["sen_channels"]), int(params["sen_layers"]), v_type.size, (h, w))
     hidden = int(params["hidden_fields"])
     n_actions = int(env.action_space.n) if isinstance(env.action_space, spaces.Discrete) else None
     v_mats = {g: representation_matrix(v_type.representation, to_escnn(g, G)) for g in planar.elements()}
