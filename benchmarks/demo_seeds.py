@@ -13,9 +13,7 @@ evaluation, plots); a seed whose runs were reused from an earlier invocation kee
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
+from train_speed import write_atomic, write_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("seed", "model", "hits@1", "mrr", "eval_episodes", "train_transitions", "epochs", "wall_s", "data_s", "train_s",
@@ -120,14 +119,9 @@ def main() -> None:
             continue
         rows += rows_of(seed, run_seed(seed, work, args.demo_args), work)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".seeds.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "seeds.csv")
+    write_csv(out / "seeds.csv", rows, COLUMNS)
     done = sorted({r["seed"] for r in rows})
-    (out / "seeds.md").write_text(markdown(rows, done))
+    write_atomic(out / "seeds.md", markdown(rows, done))
     print((out / "seeds.md").read_text())
 
 

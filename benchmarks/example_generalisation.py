@@ -22,8 +22,6 @@ and ``generalisation.md`` (mean, std, min and max over seeds).
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "examples"))
 from machine import cpu_model  # noqa: E402
+from train_speed import write_atomic, write_csv  # noqa: E402
 
 EXAMPLES = {
     "hex": dict(env_id="hex_env:HexToken-v0", held_out="no-3", title="C6 hexagonal board, trained without move 3"),
@@ -121,13 +120,8 @@ def main() -> None:
         print(r, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".generalisation.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "generalisation.csv")
-    (out / "generalisation.md").write_text(markdown(rows))
+    write_csv(out / "generalisation.csv", rows, COLUMNS)
+    write_atomic(out / "generalisation.md", markdown(rows))
     print((out / "generalisation.md").read_text())
 
 
