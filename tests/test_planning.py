@@ -11,7 +11,7 @@ from torch import nn
 import symwm  # noqa: F401  (registers the environments)
 from symwm.agents.dynamics import Dynamics, LatentDynamics, SimulatorDynamics, fast_transition
 from symwm.agents.evaluate_planning import evaluate, grid_budget, run_episode, summarise
-from symwm.agents.goals import inverse_kinematics, needs_motion, optimal_moves, reacher_goal_state, reset_goal_task
+from symwm.agents.goals import inverse_kinematics, needs_motion, reacher_goal_state, reset_goal_task
 from symwm.agents.planning import CEM, MPPI, BeamSearch, PlanningAgent, RandomAgent, make_agent, make_planner
 from symwm.agents.search import novel_mask
 from symwm.envs.grid_world import DELTAS
@@ -42,7 +42,7 @@ def test_search_on_simulator_solves_grid_goals(env_id, method, kwargs):
         agent = make_agent(env, method, **kwargs)
         for seed in range(6):
             obs, goal_obs, info = reset_goal_task(env, seed)
-            best = optimal_moves(env, info["state"], info["goal_state"])
+            best = env.unwrapped.optimal_moves(info["state"], info["goal_state"])
             agent.reset()
             steps = 0
             for steps in range(1, k + 1):
@@ -259,12 +259,12 @@ def test_needs_left_matches_search_without_left():
     for seed in range(30):
         _, _, info = reset_goal_task(env, seed)
         start, goal = info["state"], info["goal_state"]
-        best = optimal_moves(env, start, goal)
+        best = env.unwrapped.optimal_moves(start, goal)
         assert best is not None and best <= 3
         left = needs_motion(start, goal, "left")
         seen[left] += 1
         if left:  # columns never decrease without "left": unreachable, however long the search
-            assert optimal_moves(env, start, goal, allowed=no_left, max_moves=8) is None
+            assert env.unwrapped.optimal_moves(start, goal, allowed=no_left, max_moves=8) is None
     assert seen[True] and seen[False]
     assert base.goal_moves == 3
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from symwm.agents.goals import motion_of, needs_motion, optimal_moves, reset_goal_task
+from symwm.agents.goals import motion_of, needs_motion, reset_goal_task
 
 AgentFactory = Callable[[gym.Env], Any]
 
@@ -75,7 +75,7 @@ def run_episode(
     # ground truth of absolute-motion grid goals: the shortest solution, and whether it needs "left"
     solvable = callable(getattr(base, "optimal_moves", None)) and not getattr(base, "oriented", True)
     if solvable and ground_truth:
-        opt = optimal_moves(env, info["state"], info["goal_state"])
+        opt = base.optimal_moves(info["state"], info["goal_state"])
         left = needs_motion(info["state"], info["goal_state"], "left")
     within = radius if radius is not None else getattr(base, "goal_radius", None)
     success, steps, lefts = False, 0, 0

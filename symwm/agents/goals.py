@@ -4,7 +4,7 @@ Any environment offers a goal through ``SymmetricEnv.goal_observation`` and ``go
 (:func:`reset_goal_task` and the simulator planner use only those); symwm's own:
 
 * Grid worlds (``goal_moves=k``): the env gives ``info["goal_image"]`` and terminates at the goal.
-  :func:`optimal_moves` finds the true shortest solution length (A* with the Manhattan bound) and
+  :meth:`GridWorldEnv.optimal_moves` finds the true shortest solution length (A* with the Manhattan bound) and
   :func:`needs_motion` says whether a goal is unreachable without a motion (e.g. "left").
 * Reacher: the goal image is the observation of the arm at rest with its fingertip on the goal
   (:func:`reacher_goal_state`, inverse kinematics); success is the fingertip within a radius.
@@ -13,7 +13,7 @@ Any environment offers a goal through ``SymmetricEnv.goal_observation`` and ``go
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -25,18 +25,6 @@ from symwm.envs.reacher import inverse_kinematics, reacher_goal_state  # noqa: F
 def motion_of(env: gym.Env, action: int) -> str:
     """The motion name of a grid-world action (``'left'`` for object i moving left)."""
     return env.unwrapped.motion_names[int(action) % 4]
-
-
-def optimal_moves(
-    env: gym.Env,
-    start: Mapping[str, np.ndarray],
-    goal: Mapping[str, np.ndarray],
-    allowed: Sequence[int] | None = None,
-    max_moves: int = 12,
-    max_expansions: int = 200_000,
-) -> int | None:
-    """Length of a shortest solution from ``start`` to ``goal`` (the env's ``optimal_moves``; grid worlds)."""
-    return env.unwrapped.optimal_moves(start, goal, allowed, max_moves, max_expansions)
 
 
 def reset_goal_task(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
