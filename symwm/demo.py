@@ -114,7 +114,7 @@ def _evaluate_model(checkpoint: Path, files: tuple[Path, ...], horizon: int, see
 
 
 def _train_phases(cfg: DemoConfig, run: Path, variant: str) -> list[tuple[int | None, int]]:
-    """The calls that train ``variant`` from where ``run`` stands: ``(stop at global step or None, threads)``.
+    """The calls that train ``variant`` from where ``run`` stands: ``(optimiser steps of the call or None: to the end, threads)``.
 
     ``none`` trains with one thread beside ``ours``; ``ours`` trains its first ``cfg.ours_shared``
     share of steps with one thread and the rest with two (``none``, the cheaper model, has finished
@@ -132,7 +132,7 @@ def _train_phases(cfg: DemoConfig, run: Path, variant: str) -> list[tuple[int | 
         from symwm.world_models.checkpoint import read_checkpoint
 
         done = int(read_checkpoint(run / "last.pt")["trainer_state"]["global_step"])
-    phases: list[tuple[int | None, int]] = [(split, 1)] if 0 < split and done < split else []
+    phases: list[tuple[int | None, int]] = [(split - done, 1)] if 0 < split and done < split else []
     return phases + [(None, 2)]
 
 
@@ -145,7 +145,7 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
 
     def launch(v: str) -> None:
         run = out / v
-        stop, threads = plans[v].pop(0)
+        steps, threads = plans[v].pop(0)
         cmd = [
             sys.executable, "-m", "symwm.cli", "train", "--env", cfg.env_id, "--variant", v, "--size", "cpu",
             "--dataset", str(data), "--out-dir", str(run), "--epochs", str(cfg.epochs),
@@ -154,15 +154,12 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
         ]
         if (run / "last.pt").exists():
             cmd.append("--resume")
-        if stop is not None:
-            from symwm.world_models.checkpoint import read_checkpoint
-
-            done = int(read_checkpoint(run / "last.pt")["trainer_state"]["global_step"]) if (run / "last.pt").exists() else 0
-            cmd += ["--max-steps", str(stop - done)]
+        if steps is not None:
+            cmd += ["--max-steps", str(steps)]
         run.mkdir(parents=True, exist_ok=True)
         log = open(run / "train.out", "a")
         procs[v] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _log(f"{v}: training {cfg.epochs} epochs with {threads} thread(s){f' up to step {stop}' if stop else ''} ({run})")
+        _log(f"{v}: training {cfg.epochs} epochs with {threads} thread(s){f' for {steps} steps' if steps else ''} ({run})")
 
     for v in variants:
         run = out / v
