@@ -185,15 +185,14 @@ def parameter_digest(model: torch.nn.Module) -> str:
 
 
 def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, path: Path) -> None:
-    saved = payload.get("train_config", {})
+    saved = {"lr_schedule": "constant", **payload.get("train_config", {})}  # runs from before the option: constant
     if payload["spec"] != spec.to_dict():
         raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
     keys = ["dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"]
     if cfg.lr_schedule != "constant":  # the schedule's length is part of it
         keys.append("epochs")
     for key in keys + ["lr_schedule"]:
-        default = "constant" if key == "lr_schedule" else None  # runs from before the option had a constant rate
-        if saved.get(key, default) != getattr(cfg, key) and (key in saved or default is not None):
+        if key in saved and saved[key] != getattr(cfg, key):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
 
