@@ -98,7 +98,8 @@ def from_minari(
             raise ValueError(
                 f"the Minari dataset's observations are {first.dtype} {tuple(first.shape[1:])}, {env_id} emits uint8 {obs_shape}"
             )
-        with_states = all(_episode_states(ep, keys) is not None for ep in episodes)
+        states = [_episode_states(ep, keys) for ep in episodes]  # [T+1, ...] per key, or None
+        with_states = all(x is not None for x in states)
         if twins is not None and not with_states:
             raise ValueError(
                 "twins are rendered from ground-truth states, which this Minari dataset lacks: record it with "
@@ -121,11 +122,10 @@ def from_minari(
             writer = _Writer(h5, env, len(windows), steps, attrs, compression, elements, indices, with_states=with_states)
             for n, (i, w) in enumerate(windows):
                 ep, t = episodes[i], slice(w * steps, w * steps + steps + 1)
-                states = _episode_states(ep, keys) if with_states else {}
                 writer.write(
                     n, np.asarray(ep.observations)[t], np.asarray(ep.actions)[w * steps : (w + 1) * steps],
                     np.asarray(ep.rewards)[w * steps : (w + 1) * steps],
-                    {k: v[t] for k, v in (states or {}).items()}, reset_seed=-1,
+                    {k: v[t] for k, v in states[i].items()} if with_states else {}, reset_seed=-1,
                 )
             writer.flush()
 
