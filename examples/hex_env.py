@@ -5,8 +5,14 @@ The board is the hexagon of cells within ``RADIUS`` steps of the centre (cube co
 counter-clockwise); a move off the board is a no-op. Rotating the board by 60 degrees maps the
 board to itself and direction ``d`` to ``d + 1``, so the dynamics commute with C6. The group and its
 actions are declared in :class:`HexSymmetry`; symwm derives the permutation representation on
-the six actions from ``act_on_action`` and picks its generic ``planar`` model family. The goal
-task (``goal_distance``, ``goal_observation``) lets symwm's planners reach a goal cell::
+the six actions from ``act_on_action`` and picks its generic ``planar`` model family.
+
+The image shows the token only. The goal cell is part of the state and comes as an image of its
+own, ``info["goal_image"]`` (the token drawn on the goal; ``goal_observation``), as in symwm's grid
+worlds: content drawn into every frame that no action changes (a goal marker) lets a contrastive
+world model tell episodes apart without encoding what moves, and it then learns nothing of the
+dynamics. The goal task (``goal_distance``, ``goal_observation``) lets symwm's planners reach the
+goal cell, and ``symwm.agents.sb3.GoalImageObservation`` shows it to a pixel agent::
 
     symwm check   --env hex_env:HexToken-v0
     symwm collect --env hex_env:HexToken-v0 --out train.h5 --episodes 1000 --steps 5
@@ -68,19 +74,22 @@ class HexTokenEnv(SymmetricEnv):
         token, goal = self.cells[self.np_random.choice(len(self.cells), 2, replace=False)]
         self._set_state({"token": token, "goal": goal})
         self._started = True
-        return self._observation(), {"state": self.get_state()}
+        return self._observation(), self._info()
 
     def step(self, action: Any):
         self._require_started("step")
         self._state = self._next_state(self._state, self._check_action(action))
         done = bool((self._state["token"] == self._state["goal"]).all())
-        return self._observation(), float(done), done, False, {"state": self.get_state()}
+        return self._observation(), float(done), done, False, self._info()
 
     def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.abs(np.asarray(states["token"]) - np.asarray(states["goal"])).max(axis=-1).astype(np.float64)
 
     def goal_observation(self) -> np.ndarray:
-        return self._draw(self._state["goal"], self._state["goal"])
+        return self._draw(self._state["goal"])
+
+    def _info(self) -> dict:
+        return {"state": self.get_state(), "goal_image": self.goal_observation()}
 
     def _get_state(self) -> dict:
         return self._state
@@ -101,17 +110,16 @@ class HexTokenEnv(SymmetricEnv):
         token = moved if np.abs(moved).max() <= RADIUS else np.asarray(state["token"])
         return {"token": np.array(token), "goal": np.array(state["goal"])}
 
-    def _draw(self, token: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    def _draw(self, token: np.ndarray) -> np.ndarray:
         yy, xx = np.mgrid[0:SIZE, 0:SIZE] + 0.5
         image = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
-        for cell, channel, radius in ((goal, 1, 3.0), (token, 0, 2.2)):
-            px = SIZE / 2 + 2.4 * np.sqrt(3) * (cell[0] + cell[2] / 2)  # axial (q = x, r = z) to pixels
-            py = SIZE / 2 + 2.4 * 1.5 * cell[2]
-            image[..., channel][(xx - px) ** 2 + (yy - py) ** 2 <= radius**2] = 255
+        px = SIZE / 2 + 2.4 * np.sqrt(3) * (token[0] + token[2] / 2)  # axial (q = x, r = z) to pixels
+        py = SIZE / 2 + 2.4 * 1.5 * token[2]
+        image[..., 0][(xx - px) ** 2 + (yy - py) ** 2 <= 2.2**2] = 255
         return image
 
     def _observation(self) -> np.ndarray:
-        return self._draw(self._state["token"], self._state["goal"])
+        return self._draw(self._state["token"])
 
 
 if "HexToken-v0" not in gym.registry:

@@ -143,7 +143,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = load_model(ckpt, device=args.device)
         name = f"{model.spec.variant} ({names[ckpt]})"
         rows[name] = evaluate(model, args.dataset, args.horizon, batch_size=args.batch_size,
-                              device=args.device, seed=args.seed, hard_negatives=args.hard_negatives, progress=not args.quiet)
+                              device=args.device, seed=args.seed, hard_negatives=args.hard_negatives, progress=not args.quiet,
+                              distinct_targets=args.distinct_targets)
     title = f"{Path(args.dataset).name}, {args.horizon}-step prediction"
     print(format_table(rows, title))
     if args.out:
@@ -171,6 +172,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         env = gym.make(env_id)
         try:
             results = checker.check_symmetric_env(env, args.n, args.seed, args.tol)
+            constants = checker.check_episode_constants(env, seed=args.seed) if all(r.ok for r in results) else None
         finally:
             env.close()
         dyn = next((r for r in results if r.name == "equivariant dynamics"), None)
@@ -181,6 +183,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{env_id:28s} {head}{laws}  {'ok' if not bad else 'FAILED'}")
         for r in bad:
             print(f"    FAILED {r.name}: {r.detail or f'largest error {r.error:.2e} > {args.tol:g}'}")
+        if constants is not None and not constants.ok:
+            print(f"    WARNING {constants.detail}")
     return 1 if failed else 0
 
 
@@ -305,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="evaluation HDF5 file (other seeds than training)")
     p.add_argument("--horizon", type=int, default=1, help="prediction steps (paper: 10 for grid worlds, 1 otherwise)")
     p.add_argument("--hard-negatives", type=int, default=0, help="RotatingObject: close negatives per sample for Hard Hits@1")
+    p.add_argument("--distinct-targets", action="store_true",
+                   help="also rank with episodes that end in the same observation left out of each other's candidates "
+                        "(distinct_hits@k, distinct_mrr: for environments with few states)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)

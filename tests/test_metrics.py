@@ -17,6 +17,7 @@ from symwm.world_models.metrics import (
     hard_hits_at_k,
     hard_ranking_metrics,
     hard_ranks,
+    identical_rows,
     mean_equivariance_error,
     metrics_from_ranks,
     random_pairs,
@@ -127,6 +128,22 @@ def test_ranking_rejects_bad_inputs():
         ranking_metrics(bad, z)  # NaN would otherwise rank first
     with pytest.raises(ValueError, match="chunk_size"):
         retrieval_ranks(z, z, chunk_size=0)
+
+
+def test_distinct_targets_leave_episodes_with_the_same_final_observation_out_of_each_others_candidates():
+    images = torch.tensor([[[1, 2]], [[1, 2]], [[3, 4]], [[1, 2]], [[5, 6]]], dtype=torch.uint8)  # episodes 0, 1, 3 end alike
+    ids = identical_rows(images)
+    assert ids[0] == ids[1] == ids[3] and len({int(ids[0]), int(ids[2]), int(ids[4])}) == 3
+    target = torch.tensor([[0.0], [0.0], [5.0], [0.0], [10.0]])
+    pred = torch.tensor([[0.3], [0.0], [5.0], [0.1], [9.0]])  # 1 and 3 are closer to 0's target than 0 is
+    assert retrieval_ranks(pred, target).tolist() == [3, 1, 1, 2, 1]  # the release's ranking
+    assert retrieval_ranks(pred, target, target_ids=ids).tolist() == [1, 1, 1, 1, 1]
+    assert retrieval_ranks(pred, target, chunk_size=2, target_ids=ids).tolist() == [1, 1, 1, 1, 1]
+    wrong = torch.tensor([[0.0], [0.0], [0.4], [0.0], [10.0]])  # a different final observation still counts as wrong
+    assert retrieval_ranks(pred, wrong, target_ids=ids).tolist() == [1, 1, 4, 1, 1]
+    assert ranking_metrics(pred, target, ks=(1,), target_ids=ids)["hits@1"] == 100.0
+    with pytest.raises(ValueError, match="target_ids"):
+        retrieval_ranks(pred, target, target_ids=ids[:3])
 
 
 def test_metrics_from_ranks():

@@ -70,12 +70,12 @@ def test_action_representations_are_derived_from_the_env():
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", [HEX, PUCK])
 def test_examples_end_to_end(env_id, tmp_path):
-    """collect, train a few steps, evaluate with twins, plan to a goal, a few hundred PPO steps on the latents."""
+    """collect, train a few steps, evaluate with twins, plan to a goal, a few hundred PPO steps on the latents of obs and goal."""
     from stable_baselines3 import PPO
 
     from symwm.agents.planning import make_agent
     from symwm.agents.goals import reset_goal_task
-    from symwm.agents.sb3 import SENFeaturesExtractor
+    from symwm.agents.sb3 import GoalImageObservation, SENFeaturesExtractor
     from symwm.world_models.checkpoint import load_model
     from symwm.world_models.collect import collect
     from symwm.world_models.evaluate import evaluate
@@ -86,8 +86,9 @@ def test_examples_end_to_end(env_id, tmp_path):
     result = train(ModelSpec(env_id), TrainConfig(dataset=str(data), out_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
                                                  lr=1e-3, progress=False, tensorboard=False))
     model = load_model(result.best)
-    metrics = evaluate(model, ev, 2)
-    assert 0 < metrics["hits@1"] <= 100 and np.isfinite(metrics["ee"])
+    metrics = evaluate(model, ev, 2, distinct_targets=True)
+    assert 0 < metrics["hits@1"] <= metrics["distinct_hits@1"] <= 100 and 1 <= metrics["distinct_final_obs"] <= 20
+    assert np.isfinite(metrics["ee"]) and np.isfinite(metrics["ee_latent"])  # ours: its latent carries the group's action
     env = gym.make(env_id)
     method, kwargs = ("beam", dict(width=8, depth=3)) if env_id == HEX else ("cem", dict(horizon=4, population=32, elites=4, iterations=2))
     for agent_model in (None, model):  # the simulator reaches the goal; the model's agent runs through the same interface
@@ -98,7 +99,9 @@ def test_examples_end_to_end(env_id, tmp_path):
             obs, _, done, _, _ = env.step(agent.act(obs, goal_obs))
             if done:
                 break
-    ppo = PPO("CnnPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0,
+    obs, goal_obs, info = reset_goal_task(env, 1)  # the goal is not drawn into the observation: it comes as an image of its own
+    assert (goal_obs == info["goal_image"]).all() and not (goal_obs == obs).all()
+    ppo = PPO("CnnPolicy", GoalImageObservation(env), n_steps=64, batch_size=32, n_epochs=1, seed=0,
               policy_kwargs=dict(features_extractor_class=SENFeaturesExtractor,
                                  features_extractor_kwargs=dict(checkpoint=str(result.best))))
     ppo.learn(256)
@@ -110,3 +113,20 @@ def test_symwm_plan_reaches_goals_of_a_users_env_on_the_simulator(capsys):
 
     assert main(["plan", "--env", HEX, "--method", "bfs", "--set", "depth=6", "--episodes", "3"]) == 0
     assert "success 3/3" in capsys.readouterr().out
+
+
+def test_check_warns_about_per_episode_constants_in_observations():
+    """A goal marker drawn into every frame identifies episodes without any dynamics; the examples keep it out."""
+    from symwm.envs.checker import check_episode_constants
+
+    class GoalMarker(gym.ObservationWrapper):
+        def observation(self, obs):
+            obs = obs.copy()
+            goal = self.env.unwrapped.get_state()["goal"]
+            obs[0, int(goal[0]) + 3, 1] = 255  # a pixel that depends on the episode's goal only
+            return obs
+
+    for env_id in (HEX, PUCK):
+        assert check_episode_constants(gym.make(env_id)).ok
+    marked = check_episode_constants(GoalMarker(gym.make(HEX)))
+    assert not marked.ok and 0 < marked.error < 0.01 and "goal_image" in marked.detail

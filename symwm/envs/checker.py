@@ -12,6 +12,11 @@ What datasets, models, metrics and planners rely on (``symwm check --env ID`` ru
 
 Each check is run on random states (from ``reset``), actions and group elements; the result is the
 largest error seen, compared with ``tol``.
+
+Not part of the contract, a warning: :func:`check_episode_constants` finds pixels that no action
+changes within an episode but that differ between episodes (a goal marker drawn into every frame).
+A contrastive world model can tell episodes apart by such pixels alone and then learns no dynamics;
+give a goal as an image of its own (``info["goal_image"]``, ``goal_observation``) instead.
 """
 
 from __future__ import annotations
@@ -100,3 +105,34 @@ def check_symmetric_env(env: gym.Env, n: int = 50, seed: int = 0, tol: float = 1
         else:
             results.append(CheckResult(name, err, err <= tol))
     return results
+
+
+def check_episode_constants(env: gym.Env, episodes: int = 8, steps: int = 40, seed: int = 0) -> CheckResult:
+    """Pixels constant within every one of ``episodes`` random episodes yet different between them; ``ok`` if none.
+
+    ``error`` is their fraction of the image. Such content identifies an episode without encoding
+    what moves, which lets the contrastive loss be met by a model that ignores the dynamics.
+    """
+    env.action_space.seed(seed)
+    firsts, constant = [], None
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        first = np.asarray(obs)
+        same = np.ones(first.shape, dtype=bool)
+        for _ in range(steps):
+            obs = env.step(env.action_space.sample())[0]
+            same &= np.asarray(obs) == first
+        firsts.append(first)
+        constant = same if constant is None else constant & same
+    assert constant is not None
+    varies = (np.stack(firsts) != firsts[0]).any(axis=0)  # differs between episodes
+    flagged = constant & varies
+    if flagged.ndim == 3:
+        flagged = flagged.any(axis=-1)  # [H, W]: a pixel with any such channel
+    frac = float(flagged.mean()) if flagged.size else 0.0
+    detail = "" if frac == 0 else (
+        f"{100 * frac:.1f} % of the pixels never change within an episode but differ between episodes (a goal drawn "
+        "into every frame?): a contrastive world model can tell episodes apart by them without learning the "
+        "dynamics; give per-episode content as an image of its own (info['goal_image'], goal_observation)"
+    )
+    return CheckResult("no per-episode constants in observations (warning)", frac, frac == 0, detail)

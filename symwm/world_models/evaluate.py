@@ -40,6 +40,7 @@ from symwm.world_models.metrics import (
     batch_distance_invariance_error,
     equivariance_error,
     hard_ranking_metrics,
+    identical_rows,
     mean_equivariance_error,
     ranking_metrics,
     release_distance_invariance_error,
@@ -48,7 +49,7 @@ from symwm.world_models.model import WorldModel
 
 HARD_NEGATIVE_ANGLE = 2.0 * np.pi / 30.0
 #: column order of the tables (absent metrics are left out)
-COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model")
+COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "distinct_hits@1", "distinct_mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model")
 
 
 @torch.no_grad()
@@ -94,7 +95,8 @@ def _twin_metrics(
     model: WorldModel, batch: dict[str, Any], elements: list[Any], quarter: int | None, s: torch.Tensor, z: torch.Tensor,
     pred: torch.Tensor, target: torch.Tensor, batch_size: int, device: torch.device, seed: int,
 ) -> dict[str, float]:
-    """EE, DIE(S) and DIE(model) at the quarter turn (the release's definitions) and EE averaged over the twins.
+    """EE, DIE(S) and DIE(model) at the quarter turn (the release's definitions), EE averaged over the twins, and
+    ``ee_latent``: the same ratio for the latents ``E(S(.))`` where the model's latent carries a group action.
 
     ``s``, ``z``, ``pred``, ``target``: the SEN outputs and latents of the observations, the predictions
     and the true latents, computed once by :func:`evaluate` (the SEN runs once per image).
@@ -112,6 +114,10 @@ def _twin_metrics(
     gen = torch.Generator().manual_seed(seed)
     out["die_sen"] = batch_distance_invariance_error(s, twin_s[j], gen)
     twin_z = _batched(model.encoder, twin_s[j], batch_size=batch_size, device=device)
+    try:  # EE of the whole encoder E(S(.)) against the latent's group action (not the release's EE, which is the SEN's)
+        out["ee_latent"] = equivariance_error(lambda v: v, z, twin_z, model.symmetry.act_on_latent, g, batch_size=len(z))
+    except ValueError:
+        pass  # the latent carries no group action ('none')
     twin_pred = _batched(model.rollout, twin_z, batch["twin_actions"][:, j], batch_size=batch_size, device=device)
     twin_target = _batched(model.encode, batch["twin_next_obs"][:, j], batch_size=batch_size, device=device)
     out["die_model"] = release_distance_invariance_error(pred, target, twin_pred, twin_target, z, gen)
@@ -128,8 +134,14 @@ def evaluate(
     seed: int = 0,
     hard_negatives: int = 0,
     progress: bool = False,
+    distinct_targets: bool = False,
 ) -> dict[str, float]:
-    """The paper's metrics for ``model`` on the rollout file ``dataset`` at ``horizon`` steps."""
+    """The paper's metrics for ``model`` on the rollout file ``dataset`` at ``horizon`` steps.
+
+    ``distinct_targets`` adds ``distinct_hits@k`` / ``distinct_mrr`` (episodes that end in the same
+    observation are not each other's negatives; :mod:`symwm.world_models.metrics`) and
+    ``distinct_final_obs``, the number of different final observations.
+    """
     device = torch.device(device)
     model = model.to(device).eval()
     with open_dataset(dataset, expect_env_id=model.spec.env_id) as f:
@@ -151,6 +163,10 @@ def evaluate(
     target = _batched(model.encode, next_obs, batch_size=batch_size, device=device, desc=bar("true latents"))
     results: dict[str, float] = {"episodes": float(len(paths)), "horizon": float(horizon)}
     results.update(ranking_metrics(pred, target))
+    if distinct_targets:
+        ids = identical_rows(next_obs)
+        results["distinct_final_obs"] = float(int(ids.max()) + 1)
+        results.update({f"distinct_{k}": v for k, v in ranking_metrics(pred, target, target_ids=ids).items()})
 
     if hard_negatives:
         rng = np.random.default_rng(seed)

@@ -20,6 +20,12 @@ Conventions (Park et al., ICML 2022, restated in ``paper-notes.md``):
   prediction with a random *true* latent for DIE(model)
   (:func:`release_distance_invariance_error`); the paper's figures follow that definition. An
   average of EE over several elements (:func:`mean_equivariance_error`) is a different number.
+* **Distinct targets** (``distinct_hits@k``, ``distinct_mrr``; not in the paper or the release): in
+  an environment with few states, many evaluation episodes end in the *same* observation, and the
+  prediction of each of them is a fair answer for the others. Ranked the release's way, a perfect
+  model then scores about ``1 / (episodes per final observation)``. :func:`retrieval_ranks` with
+  ``target_ids`` (:func:`identical_rows` of the final observations) leaves the predictions of
+  episodes with the same final observation out of each other's candidates.
 * Non-finite inputs raise ``ValueError``: NaN distances compare as "not closer", which would
   silently rank a diverged model first.
 """
@@ -59,11 +65,22 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b, p=2.0, compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
-def retrieval_ranks(pred: torch.Tensor, target: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+def identical_rows(x: torch.Tensor) -> torch.Tensor:
+    """int64 ``[N]``: equal ids for equal rows of ``x`` ``[N, ...]`` (e.g. the final observations of episodes)."""
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"identical_rows needs a non-empty batch, got shape {tuple(x.shape)}")
+    return torch.unique(x.reshape(x.shape[0], -1), dim=0, return_inverse=True)[1]
+
+
+def retrieval_ranks(
+    pred: torch.Tensor, target: torch.Tensor, chunk_size: int | None = None, target_ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rank of the true prediction for each target among all N predictions: int64 ``[N]``, 1 is best.
 
     For target ``n``, every prediction ``j`` is scored by ``||target_n - pred_j||^2`` (sum over all
     non-batch dims); ``rank_n = 1 + #{j : d(n, j) < d(n, n)}`` (ties favour the true match).
+    ``target_ids`` ``[N]``: predictions ``j`` with ``target_ids[j] == target_ids[n]`` are not
+    candidates for ``n`` (episodes that end in the same observation; see "Distinct targets").
     ``chunk_size`` rows of the N x N matrix are held at a time (default: about 4M entries).
     """
     if pred.shape != target.shape:
@@ -72,6 +89,9 @@ def retrieval_ranks(pred: torch.Tensor, target: torch.Tensor, chunk_size: int | 
     n = p.shape[0]
     if n == 0:
         raise ValueError("ranking needs at least one sample")
+    if target_ids is not None and tuple(target_ids.shape) != (n,):
+        raise ValueError(f"target_ids must have shape [{n}], got {tuple(target_ids.shape)}")
+    ids = None if target_ids is None else target_ids.to(p.device)
     rows = chunk_size if chunk_size is not None else max(1, DEFAULT_BLOCK_ENTRIES // n)
     if rows < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -81,7 +101,10 @@ def retrieval_ranks(pred: torch.Tensor, target: torch.Tensor, chunk_size: int | 
         d = _sq_dists(t[i0:i1], p)  # [r, N]
         local = torch.arange(i1 - i0, device=p.device)
         true = d[local, local + i0]  # [r], taken from the same matrix so ties are exact
-        out[i0:i1] = 1 + (d < true[:, None]).sum(dim=1)
+        closer = d < true[:, None]  # [r, N]
+        if ids is not None:
+            closer &= ids[i0:i1, None] != ids[None, :]  # the same final observation: not a wrong answer
+        out[i0:i1] = 1 + closer.sum(dim=1)
     return out
 
 
@@ -101,6 +124,7 @@ def ranking_metrics(
     target: torch.Tensor,
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int | None = None,
+    target_ids: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Hits@k and MRR in percent of predicted vs true latents ``[N, ...]`` (the paper's main metric).
 
@@ -108,7 +132,7 @@ def ranking_metrics(
     from the encoded first observation), ``target[n]`` the encoding of its true observation after
     h steps. Ranks as in :func:`retrieval_ranks`; keys ``"hits@1"``, ``"hits@5"``, ..., ``"mrr"``.
     """
-    return metrics_from_ranks(retrieval_ranks(pred, target, chunk_size), ks)
+    return metrics_from_ranks(retrieval_ranks(pred, target, chunk_size, target_ids), ks)
 
 
 # ----------------------------------------------------------------------------------------------
