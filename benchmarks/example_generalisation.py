@@ -22,8 +22,8 @@ and ``generalisation.md`` (mean, std, min and max over seeds).
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -39,7 +39,8 @@ EXAMPLES = {
     "hex": dict(env_id="hex_env:HexToken-v0", held_out="no-3", title="C6 hexagonal board, trained without move 3"),
     "puck": dict(env_id="puck_env:Puck-v0", held_out="0>=0", title="D4 puck, trained with rightward forces only"),
 }
-COLUMNS = ("example", "variant", "seed", "hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "distinct_final_obs", "ee", "train_transitions", "eval_episodes", "epochs", "seconds")
+COLUMNS = ("example", "variant", "seed", "hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1",
+           "distinct_final_obs", "ee", "ee_latent", "train_transitions", "eval_episodes", "epochs", "train_seconds")
 
 
 def run(job: dict) -> dict:
@@ -53,17 +54,22 @@ def run(job: dict) -> dict:
     from symwm.world_models.model import ModelSpec
     from symwm.world_models.train import TrainConfig, train
 
-    start = time.perf_counter()
     out = Path(job["work"]) / job["example"] / job["variant"] / f"seed{job['seed']}"
-    cfg = TrainConfig(dataset=job["train"], out_dir=str(out), epochs=job["epochs"], batch_size=256, lr=1e-3, seed=job["seed"],
-                      progress=False, tensorboard=False, val_fraction=0.02, overwrite=True)
-    result = train(ModelSpec(job["env_id"], job["variant"]), cfg)
-    metrics = evaluate(load_model(result.best), job["eval"], 10, seed=job["seed"], distinct_targets=True)
-    return {"example": job["example"], "variant": job["variant"], "seed": job["seed"], "hits@1": round(metrics["hits@1"], 2),
-            "mrr": round(metrics["mrr"], 2), "distinct_hits@1": round(metrics["distinct_hits@1"], 2),
-            "distinct_mrr": round(metrics["distinct_mrr"], 2), "distinct_final_obs": int(metrics["distinct_final_obs"]),
-            "ee": round(metrics["ee"], 4), "train_transitions": job["n_train"],
-            "eval_episodes": job["n_eval"], "epochs": job["epochs"], "seconds": round(time.perf_counter() - start, 1)}
+    if not job["eval_only"]:
+        cfg = TrainConfig(dataset=job["train"], out_dir=str(out), epochs=job["epochs"], batch_size=256, lr=1e-3, seed=job["seed"],
+                          progress=False, tensorboard=False, val_fraction=0.02, overwrite=True)
+        train(ModelSpec(job["env_id"], job["variant"]), cfg)
+    model = load_model(out / "best.pt")
+    m = evaluate(model, job["eval"], 10, seed=job["seed"], distinct_targets=True)
+    held_in = evaluate(model, job["held_in"], 10, seed=job["seed"], distinct_targets=True)
+    with open(out / "train_log.csv") as fh:
+        train_seconds = sum(float(r["seconds"]) for r in csv.DictReader(fh))
+    return {"example": job["example"], "variant": job["variant"], "seed": job["seed"], "hits@1": round(m["hits@1"], 2),
+            "mrr": round(m["mrr"], 2), "distinct_hits@1": round(m["distinct_hits@1"], 2), "distinct_mrr": round(m["distinct_mrr"], 2),
+            "held_in_distinct_hits@1": round(held_in["distinct_hits@1"], 2), "distinct_final_obs": int(m["distinct_final_obs"]),
+            "ee": round(m["ee"], 4), "ee_latent": round(m["ee_latent"], 4) if "ee_latent" in m else "",
+            "train_transitions": job["n_train"], "eval_episodes": job["n_eval"], "epochs": job["epochs"],
+            "train_seconds": round(train_seconds, 1)}
 
 
 def _stat(sub: list[dict], key: str) -> str:
@@ -87,17 +93,24 @@ def markdown(rows: list[dict]) -> str:
         "each other's candidates (`symwm eval --distinct-targets`): on a board with few cells many episodes end alike,",
         "and ranked the release's way a perfect model then scores about 1 / (episodes per final observation).",
         "",
-        "| example | variant | Hits@1 % mean ± std (min) | distinct Hits@1 % mean ± std (min) | distinct MRR % | EE | "
-        "different final observations | seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        "Held-in: 10-step distinct Hits@1 on other episodes restricted to the training actions. `ee_latent`: the",
+        "EE of the whole encoder `E(S(.))` against the latent's group action (`ours` only; not the release's EE, which is",
+        "the SEN's).",
+        "",
+        "| example | variant | Hits@1 % mean ± std (min) | distinct Hits@1 % mean ± std (min) | per seed | "
+        "held-in distinct Hits@1 % | EE | ee_latent | different final observations | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ex in EXAMPLES:
         for variant in ("ours", "none"):
             sub = [r for r in rows if r["example"] == ex and r["variant"] == variant]
             if not sub:
                 continue
+            per_seed = ", ".join(f"{r['distinct_hits@1']:.1f}" for r in sub)
+            ee_latent = [r["ee_latent"] for r in sub if r["ee_latent"] != ""]
             lines.append(f"| {EXAMPLES[ex]['title']} | {variant} | {_stat(sub, 'hits@1')} | {_stat(sub, 'distinct_hits@1')} | "
-                         f"{np.mean([r['distinct_mrr'] for r in sub]):.1f} | {np.mean([r['ee'] for r in sub]):.3f} | "
+                         f"{per_seed} | {_stat(sub, 'held_in_distinct_hits@1')} | {np.mean([r['ee'] for r in sub]):.3f} | "
+                         f"{', '.join(f'{e:.3f}' for e in ee_latent) or '-'} | "
                          f"{np.mean([r['distinct_final_obs'] for r in sub]):.0f} | {len(sub)} |")
     return "\n".join(lines) + "\n"
 
@@ -109,12 +122,13 @@ def main() -> None:
     p.add_argument("--work", default=str(ROOT / "runs" / "examples"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "examples"))
     p.add_argument("--epochs", type=int, default=50, help="training epochs of every run (default: %(default)s)")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the runs' best checkpoints again, without training")
     p.add_argument("--quick", action="store_true", help="tiny data and one epoch (a smoke run; results not meaningful)")
     args = p.parse_args()
     from symwm.world_models.collect import ensure_collected
 
     n_train, n_eval, epochs = (300, 40, 1) if args.quick else (20_000, 1_000, args.epochs)
-    work = Path(args.work)
+    work = Path(args.work) / "quick" if args.quick else Path(args.work)  # a smoke run never overwrites the real runs
     jobs = []
     for ex in args.examples.split(","):
         spec = EXAMPLES[ex]
@@ -123,9 +137,12 @@ def main() -> None:
                                            seed=1000 * seed + 1, actions=spec["held_out"], progress=False)
             eval_h5, _ = ensure_collected(work / "data" / f"{ex}_eval_s{seed}_{n_eval}.h5", spec["env_id"], n_eval, 10,
                                           seed=1000 * seed + 2, twins="quarter-turn", progress=False)
+            held_in_h5, _ = ensure_collected(work / "data" / f"{ex}_heldin_s{seed}_{n_eval}.h5", spec["env_id"], n_eval, 10,
+                                             seed=1000 * seed + 3, actions=spec["held_out"], progress=False)
             for variant in ("ours", "none"):
                 jobs.append(dict(example=ex, env_id=spec["env_id"], variant=variant, seed=seed, train=str(train_h5),
-                                 eval=str(eval_h5), epochs=epochs, work=str(work), n_train=n_train, n_eval=n_eval))
+                                 eval=str(eval_h5), held_in=str(held_in_h5), epochs=epochs, work=str(work), n_train=n_train,
+                                 n_eval=n_eval, eval_only=args.eval_only))
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
