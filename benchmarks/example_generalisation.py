@@ -12,7 +12,7 @@ and MRR ranked among all evaluation episodes, and the SEN's EE.
 * ``puck``: examples/puck_env.py (D4, 2-d forces), trained with forces pointing right only
   (``0>=0``); the quarter turns map them onto every direction.
 
-    .venv/bin/python benchmarks/example_generalisation.py            # 3 seeds, both examples: minutes on 2 cores
+    .venv/bin/python benchmarks/example_generalisation.py            # 3 seeds, both examples: about 35 minutes on 2 cores
     .venv/bin/python benchmarks/example_generalisation.py --quick    # smoke run
 
 Writes ``benchmarks/results/examples/generalisation.csv`` (one row per example, variant and seed)
