@@ -248,3 +248,19 @@ def test_state_dict_round_trip_in_eval_mode(variant):
         fresh.train()  # rebuilding escnn's caches from the loaded weights changes nothing
         fresh.eval()
         assert torch.allclose(fresh.predict(z, a), model.predict(z, a), atol=1e-6)
+
+
+def test_the_rotation_family_reads_its_action_encoding_from_the_env():
+    """Discrete actions: the env's action_rotation_vectors; Box(3): rotation vectors clipped at env.max_angle."""
+    env = unwrapped_env("small")
+    model = build_model(spec("none", "small"))
+    assert model.transition.n_actions == 6
+    assert torch.allclose(model.transition.small_vectors, torch.as_tensor(env.action_rotation_vectors, dtype=torch.float32))
+    env.action_rotation_vectors = None
+    assert "action_rotation_vectors" in rotation.supports(env)
+    env.action_rotation_vectors = np.zeros((4, 3))
+    assert "6 actions" in rotation.supports(env)
+    cont = build_model(spec("none", "continuous"))
+    assert cont.transition.n_actions is None and "transition.small_vectors" not in cont.state_dict()
+    old = {**cont.state_dict(), "transition.small_vectors": torch.zeros(6, 3)}  # saved before the contract: still loads
+    cont.load_state_dict(old)

@@ -204,6 +204,8 @@ class RotatingObjectEnv(SymmetricEnv):
         self.state_space = spaces.Dict({"orientation": unit, "target": unit})
         self.symmetry = RotationSymmetry(actions, self.max_angle)
 
+        #: the rotation vector of each Discrete action (the SO(3) action contract; None for continuous rotation vectors)
+        self.action_rotation_vectors: np.ndarray | None = SMALL_ANGLE * SMALL_AXES if actions == "small" else None
         self._small_rotations = np.stack([rotation_from_vector(SMALL_ANGLE * a) for a in SMALL_AXES])
         xs, ys = pixel_centres(self.resolution, EXTENT)
         self._xs = np.ascontiguousarray(xs[0])  # column centres, left to right

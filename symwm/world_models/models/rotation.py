@@ -45,11 +45,11 @@ import torch
 from escnn import group as egroup
 from escnn import gspaces
 from escnn import nn as enn
+from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
 from symwm.envs.groups import SO3
-from symwm.envs.rotating_object import SMALL_ANGLE, SMALL_AXES, RotatingObjectEnv
 from symwm.world_models.escnn_bridge import EscnnModule, PlainIO
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
@@ -207,26 +207,45 @@ class RotationLatentSymmetry(LatentSymmetry):
 
 
 class _RotationTransition(nn.Module):
-    """Shared action handling: raw actions -> rotation vectors (``[B]`` indices or ``[B, 3]`` vectors)."""
+    """Shared action handling: raw actions -> rotation vectors (``[B]`` indices or ``[B, 3]`` vectors).
 
-    def __init__(self, actions: str, max_angle: float):
+    ``vectors`` ``[n, 3]``: the rotation vector of each of ``n`` discrete actions (the env's
+    ``action_rotation_vectors``); ``None``: actions are rotation vectors, norm-clipped at ``max_angle``.
+    """
+
+    def __init__(self, vectors: np.ndarray | None, max_angle: float):
         super().__init__()
-        if actions not in ("small", "continuous"):
-            raise ValueError(f"actions must be 'small' or 'continuous', got {actions!r}")
-        self.actions = actions
+        self.actions = "continuous" if vectors is None else "discrete"
         self.max_angle = float(max_angle)
-        self.register_buffer("small_vectors", torch.tensor(SMALL_ANGLE * SMALL_AXES, dtype=torch.float32))  # [6, 3]
+        if vectors is None:
+            self.register_buffer("small_vectors", torch.zeros(0, 3), persistent=False)
+            self._register_load_state_dict_pre_hook(_drop_unused_vectors)
+        else:
+            vec = torch.as_tensor(np.asarray(vectors, dtype=np.float64), dtype=torch.float32)
+            if vec.dim() != 2 or vec.shape[1] != 3 or vec.shape[0] < 1 or not bool((vec.norm(dim=1) > 0).all()):
+                raise ValueError(f"action rotation vectors must be a non-zero [n, 3] array, got shape {tuple(vec.shape)}")
+            self.register_buffer("small_vectors", vec)  # [n, 3]
+
+    @property
+    def n_actions(self) -> int | None:
+        """The number of discrete actions (None for continuous rotation vectors)."""
+        return None if self.actions == "continuous" else int(self.small_vectors.shape[0])
 
     def rotation_vectors(self, actions: torch.Tensor) -> torch.Tensor:
         """The action's rotation vector ``[B, 3]`` (continuous ones norm-clipped like the environment)."""
-        if self.actions == "small":
+        if self.actions == "discrete":
             return self.small_vectors[actions.long()]
-        return clip_rotation_vectors(actions.to(self.small_vectors.dtype), self.max_angle)
+        return clip_rotation_vectors(actions.to(torch.float32), self.max_angle)
 
     @property
     def action_scale(self) -> float:
         """The largest rotation angle of an action (to feed networks unit-scale vectors)."""
-        return SMALL_ANGLE if self.actions == "small" else self.max_angle
+        return float(self.small_vectors.norm(dim=1).max()) if self.actions == "discrete" else self.max_angle
+
+
+def _drop_unused_vectors(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints saved before continuous transitions stopped storing the discrete actions' vectors load as before."""
+    state_dict.pop(prefix + "small_vectors", None)
 
 
 class MatMulTransition(_RotationTransition):
@@ -241,9 +260,9 @@ class MatMulTransition(_RotationTransition):
 class MLPTransition(_RotationTransition):
     """Non-equivariant: MLP on ``[R, action]`` -> residual on the first two columns -> Gram-Schmidt."""
 
-    def __init__(self, actions: str, max_angle: float, hidden: int, layers: int):
-        super().__init__(actions, max_angle)
-        width = 9 + (len(SMALL_AXES) if actions == "small" else 3)
+    def __init__(self, vectors: np.ndarray | None, max_angle: float, hidden: int, layers: int):
+        super().__init__(vectors, max_angle)
+        width = 9 + (self.n_actions or 3)
         mods: list[nn.Module] = []
         for _ in range(layers):
             mods += [nn.Linear(width, hidden), nn.ReLU()]
@@ -253,8 +272,8 @@ class MLPTransition(_RotationTransition):
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         b = z.shape[0]
-        if self.actions == "small":
-            a = F.one_hot(actions.long(), len(SMALL_AXES)).to(z.dtype)  # [B, 6]
+        if self.n_actions is not None:
+            a = F.one_hot(actions.long(), self.n_actions).to(z.dtype)  # [B, n]
         else:
             a = self.rotation_vectors(actions).to(z.dtype) / self.action_scale  # [B, 3]
         delta = self.mlp(torch.cat([z.reshape(b, 9), a], dim=-1))  # [B, 6]
@@ -381,8 +400,8 @@ class _VectorNet(EscnnModule):
 class EquivariantTransition(_RotationTransition):
     """SO(3)-equivariant: escnn net on (columns of R, action vector) -> residual on two columns -> Gram-Schmidt."""
 
-    def __init__(self, actions: str, max_angle: float, fields: int, gates: int, blocks: int, initialize: bool = True):
-        super().__init__(actions, max_angle)
+    def __init__(self, vectors: np.ndarray | None, max_angle: float, fields: int, gates: int, blocks: int, initialize: bool = True):
+        super().__init__(vectors, max_angle)
         self.register_buffer("basis", torch.tensor(escnn_vector_basis(), dtype=torch.float32))  # P: escnn = P @ xyz
         self.net = _VectorNet(4, 2, fields, gates, blocks, initialize=initialize)
 
@@ -412,34 +431,47 @@ class EquivariantTransition(_RotationTransition):
 def supports(env: Any) -> str | None:
     """``None`` if this family models ``env``, else why not: SO(3) poses with rotation actions, square images.
 
-    Needed besides the group: ``env.actions`` (``"small"`` six rotations about the axes, or
-    ``"continuous"`` rotation vectors) and ``env.max_angle`` (radians), which fix the action encoding.
+    The SO(3) action contract: ``Discrete(n)`` actions declare ``env.action_rotation_vectors``, the
+    rotation vector (axis times angle, radians) of each action, ``[n, 3]``; ``Box(3)`` actions are
+    rotation vectors, norm-clipped at ``env.max_angle`` (radians).
     """
     sym = getattr(env, "symmetry", None)
     if getattr(getattr(sym, "group", None), "name", None) != "SO(3)":
         return "needs the group SO(3)"
-    if getattr(env, "actions", None) not in ("small", "continuous") or not isinstance(getattr(env, "max_angle", None), float):
-        return "needs env.actions ('small' or 'continuous') and env.max_angle (radians)"
+    space = env.action_space
+    if isinstance(space, spaces.Discrete):
+        vectors = getattr(env, "action_rotation_vectors", None)
+        if vectors is None or np.shape(vectors) != (int(space.n), 3):
+            return f"needs env.action_rotation_vectors, the rotation vector of each of its {int(space.n)} actions ([n, 3])"
+    elif isinstance(space, spaces.Box) and space.shape == (3,):
+        if not isinstance(getattr(env, "max_angle", None), float):
+            return "needs env.max_angle (radians), the largest rotation of its rotation-vector actions"
+    else:
+        return f"needs Discrete actions or Box(3) rotation vectors, got {space}"
     shape = env.observation_space.shape
     if shape is None or len(shape) != 3 or shape[0] != shape[1]:
         return f"needs square image observations [H, W, C], got shape {shape}"
     return None
 
 
-def build(spec: ModelSpec, env: RotatingObjectEnv, params: dict[str, Any], initialize: bool = True) -> WorldModel:
-    """A world model for ``symwm/RotatingObject-v0`` (``env`` unwrapped); ``initialize=False`` skips escnn init."""
+def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:
+    """A world model for an SO(3) environment (``env`` unwrapped; see :func:`supports`); ``initialize=False`` skips escnn init."""
+    reason = supports(env)
+    if reason is not None:
+        raise ValueError(f"the rotation family cannot model {spec.env_id}: {reason}")
     if spec.variant not in VARIANTS:
         raise ValueError(f"unknown variant {spec.variant!r} for {spec.env_id}; known: {list(VARIANTS)}")
     h, w, c = env.observation_space.shape
     if h != w:
         raise ValueError(f"expected square observations, got {env.observation_space.shape}")
     sen = RotationSEN(c, h, list(params["sen_channels"]), int(params["sen_hidden"]))
-    actions, max_angle = env.actions, env.max_angle
+    vectors = env.action_rotation_vectors if isinstance(env.action_space, spaces.Discrete) else None
+    max_angle = float(getattr(env, "max_angle", 0.0) or 0.0) if vectors is None else 0.0
     if spec.variant == "matmul":
-        transition: nn.Module = MatMulTransition(actions, max_angle)
+        transition: nn.Module = MatMulTransition(vectors, max_angle)
     elif spec.variant == "none":
-        transition = MLPTransition(actions, max_angle, int(params["hidden"]), int(params["layers"]))
+        transition = MLPTransition(vectors, max_angle, int(params["hidden"]), int(params["layers"]))
     else:
         fields, gates, blocks = int(params["fields"]), int(params["gates"]), int(params["blocks"])
-        transition = EquivariantTransition(actions, max_angle, fields, gates, blocks, initialize=initialize)
+        transition = EquivariantTransition(vectors, max_angle, fields, gates, blocks, initialize=initialize)
     return WorldModel(spec, sen, FlattenRotation(), transition, RotationLatentSymmetry(), latent_shape=(1, 9))
