@@ -366,7 +366,8 @@ class GoalImageObservation(gym.Wrapper):
         """``[H, W, C]`` obs and goal -> ``[H, W, 2C]``."""
         if self.goal_key not in info:
             raise KeyError(
-                f"info has no {self.goal_key!r}: make a goal task (grid worlds: goal_moves=k) to use GoalImageObservation"
+                f"info has no {self.goal_key!r}: GoalImageObservation needs an env that puts its goal image there "
+                "(symwm's grid worlds with goal_moves=k, examples/hex_env.py, examples/puck_env.py)"
             )
         return np.concatenate([obs, info[self.goal_key]], axis=-1)  # [H, W, 2C]
 
