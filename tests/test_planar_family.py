@@ -130,3 +130,12 @@ def test_check_warns_about_per_episode_constants_in_observations():
         assert check_episode_constants(gym.make(env_id)).ok
     marked = check_episode_constants(GoalMarker(gym.make(HEX)))
     assert not marked.ok and 0 < marked.error < 0.01 and "goal_image" in marked.detail
+
+
+def test_the_planar_family_also_models_reacher_from_its_contract():
+    """Reacher's torques flip sign under reflections: a linear representation the planar family derives itself."""
+    env = make_env(ModelSpec("symwm/Reacher-v0"))
+    model = build_model(ModelSpec("symwm/Reacher-v0", "ours", family="planar")).eval()
+    assert model.family == "planar"
+    errs = check_model_equivariance(model, env, batch=4)
+    assert errs["encoder"] < 1e-4 and errs["transition"] < 1e-4, errs
