@@ -136,6 +136,6 @@ def test_the_planar_family_also_models_reacher_from_its_contract():
     """Reacher's torques flip sign under reflections: a linear representation the planar family derives itself."""
     env = make_env(ModelSpec("symwm/Reacher-v0"))
     model = build_model(ModelSpec("symwm/Reacher-v0", "ours", family="planar")).eval()
-    assert model.family == "planar"
+    assert model.family == "planar" and sum(p.numel() for p in model.parameters()) == 77_268  # the README's figure
     errs = check_model_equivariance(model, env, batch=4)
     assert errs["encoder"] < 1e-4 and errs["transition"] < 1e-4, errs
