@@ -184,6 +184,13 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _same_setting(key: str, saved: Any, now: Any) -> bool:
+    """Equal training settings; a dataset file is the same however its path is written (relative, absolute, links)."""
+    if key == "dataset" and isinstance(saved, str) and isinstance(now, str) and not saved.startswith("minari:"):
+        return os.path.realpath(saved) == os.path.realpath(now)
+    return saved == now
+
+
 def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, path: Path) -> None:
     saved = {"lr_schedule": "constant", **payload.get("train_config", {})}  # runs from before the option: constant
     if payload["spec"] != spec.to_dict():
@@ -192,7 +199,7 @@ def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, pa
     if cfg.lr_schedule != "constant":  # the schedule's length is part of it
         keys.append("epochs")
     for key in keys + ["lr_schedule"]:
-        if key in saved and saved[key] != getattr(cfg, key):
+        if key in saved and not _same_setting(key, saved[key], getattr(cfg, key)):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
 
