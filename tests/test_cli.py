@@ -47,6 +47,8 @@ def test_collect_train_eval(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Hits@1 %" in out and "EE" in out and "DIE(model)" in out
     assert (tmp_path / "ev" / "eval.md").exists() and "hits@1" in (tmp_path / "ev" / "eval.csv").read_text()
+    assert main(["eval", str(run / "best.pt"), "--dataset", str(eval_h5), "--horizon", "3", "--distinct-targets"]) == 0
+    assert "distinct Hits@1 %" in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "missing.pt"), "--dataset", str(eval_h5)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("symwm: error: checkpoint") and "does not exist" in err and "\n" not in err and "Traceback" not in err
