@@ -235,7 +235,7 @@ class _RotationTransition(nn.Module):
         """The action's rotation vector ``[B, 3]`` (continuous ones norm-clipped like the environment)."""
         if self.actions == "discrete":
             return self.small_vectors[actions.long()]
-        return clip_rotation_vectors(actions.to(torch.float32), self.max_angle)
+        return clip_rotation_vectors(actions.to(self.small_vectors.dtype), self.max_angle)  # the module's dtype
 
     @property
     def action_scale(self) -> float:
