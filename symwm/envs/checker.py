@@ -114,17 +114,12 @@ def check_episode_constants(env: gym.Env, episodes: int = 8, steps: int = 40, se
     what moves, which lets the contrastive loss be met by a model that ignores the dynamics.
     """
     env.action_space.seed(seed)
-    firsts, constant = [], None
+    firsts, constant = [], np.True_  # becomes [H, W, C]: constant within every episode so far
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        first = np.asarray(obs)
-        same = np.ones(first.shape, dtype=bool)
+        first = np.asarray(env.reset(seed=seed + i)[0])
         for _ in range(steps):
-            obs = env.step(env.action_space.sample())[0]
-            same &= np.asarray(obs) == first
+            constant = constant & (np.asarray(env.step(env.action_space.sample())[0]) == first)
         firsts.append(first)
-        constant = same if constant is None else constant & same
-    assert constant is not None
     varies = (np.stack(firsts) != firsts[0]).any(axis=0)  # differs between episodes
     flagged = constant & varies
     if flagged.ndim == 3:
