@@ -114,10 +114,12 @@ def _twin_metrics(
     gen = torch.Generator().manual_seed(seed)
     out["die_sen"] = batch_distance_invariance_error(s, twin_s[j], gen)
     twin_z = _batched(model.encoder, twin_s[j], batch_size=batch_size, device=device)
-    try:  # EE of the whole encoder E(S(.)) against the latent's group action (not the release's EE, which is the SEN's)
-        out["ee_latent"] = equivariance_error(lambda v: v, z, twin_z, model.symmetry.act_on_latent, g, batch_size=len(z))
+    try:  # does the latent carry a group action? ('none' variants raise here)
+        model.symmetry.act_on_latent(g, z[:1])
     except ValueError:
-        pass  # the latent carries no group action ('none')
+        pass
+    else:  # EE of the whole encoder E(S(.)) against the latent's group action (not the release's EE, which is the SEN's)
+        out["ee_latent"] = equivariance_error(lambda v: v, z, twin_z, model.symmetry.act_on_latent, g, batch_size=len(z))
     twin_pred = _batched(model.rollout, twin_z, batch["twin_actions"][:, j], batch_size=batch_size, device=device)
     twin_target = _batched(model.encode, batch["twin_next_obs"][:, j], batch_size=batch_size, device=device)
     out["die_model"] = release_distance_invariance_error(pred, target, twin_pred, twin_target, z, gen)
