@@ -47,8 +47,7 @@ def run(job: dict) -> dict:
     """Train one variant on one seed's data and evaluate it (a worker process, one thread)."""
     import torch
 
-    torch.set_num_threads(1)
-    sys.path.insert(0, str(ROOT / "examples"))
+    torch.set_num_threads(1)  # the examples are importable: spawn re-runs this module's top level, which puts them on sys.path
     from symwm.world_models.checkpoint import load_model
     from symwm.world_models.evaluate import evaluate
     from symwm.world_models.model import ModelSpec

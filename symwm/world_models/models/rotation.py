@@ -466,7 +466,7 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
         raise ValueError(f"expected square observations, got {env.observation_space.shape}")
     sen = RotationSEN(c, h, list(params["sen_channels"]), int(params["sen_hidden"]))
     vectors = env.action_rotation_vectors if isinstance(env.action_space, spaces.Discrete) else None
-    max_angle = float(getattr(env, "max_angle", 0.0) or 0.0) if vectors is None else 0.0
+    max_angle = env.max_angle if vectors is None else 0.0  # supports() checked it for Box(3) actions
     if spec.variant == "matmul":
         transition: nn.Module = MatMulTransition(vectors, max_angle)
     elif spec.variant == "none":
