@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -24,12 +25,17 @@ def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
         assert f"| {variant} |" in text
     assert "[99.9 ± 0.0]" in text  # the paper's figure beside ours
     rows = list(csv.DictReader(open(tmp_path / "out" / "table1_blocks_cpu.csv")))
-    assert sorted(r["variant"] for r in rows) == ["full", "none", "ours"]
+    assert sorted((r["setting"], r["variant"]) for r in rows) == [
+        ("cubes-no-left", "full"), ("cubes-no-left", "none"), ("cubes-no-left", "ours"),
+        ("cubes-no-left-object-hinge", "none"), ("cubes-no-left-object-hinge", "ours")]
+    assert "one hinge per object" in text
+    run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-object-hinge" / "ours" / "seed0" / "config.json").read_text())
+    assert run["train"]["hinge_on"] == "object"
     assert all(0.0 <= float(r["hits@1"]) <= 100.0 and float(r["ee"]) >= 0.0 for r in rows)
     assert (tmp_path / "out" / "table1_blocks_cpu.png").stat().st_size > 0
     capsys.readouterr()
     table1_blocks.main("table1_blocks", "t1", table1_blocks.INTRO, table1_blocks.build, lambda s: "hits@1", argv)
-    assert "3 of 3 runs already done" in capsys.readouterr().out
+    assert "5 of 5 runs already done" in capsys.readouterr().out
 
 
 def test_summary_statistics_and_cells():
