@@ -23,6 +23,7 @@ from symwm.world_models.metrics import (
     random_pairs,
     ranking_metrics,
     retrieval_ranks,
+    slot_usage,
 )
 from symwm.world_models.model import energy
 
@@ -335,3 +336,15 @@ def test_ranking_many_blocks():
     target = torch.randn(n, 5, 8, generator=g)
     pred = target + 1.5 * torch.randn(n, 5, 8, generator=g)
     assert torch.equal(retrieval_ranks(pred, target, chunk_size=97), retrieval_ranks(pred, target, chunk_size=n))
+
+
+def test_slot_usage_finds_an_unused_slot():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(500, 4, 3, generator=g)
+    assert 0.8 < slot_usage(z) <= 1.0  # every slot varies about as much
+    z[:, 2] = 0.01 * torch.randn(500, 3, generator=g)  # slot 2 encodes (almost) nothing
+    assert slot_usage(z) == pytest.approx(0.01, rel=0.2)
+    z[:, 2] = 7.0
+    assert slot_usage(z) == 0.0
+    with pytest.raises(ValueError, match="slot_usage"):
+        slot_usage(z[:1])

@@ -98,7 +98,7 @@ def test_best_checkpoint_is_chosen_by_validation_loss(tmp_path):
                       val_fraction=0.25, progress=False, tensorboard=False)
     result = train(ModelSpec(SHAPES, "none", "cpu", env_kwargs=KW), cfg)
     rows = result.history
-    assert all({"val_loss", "val_hits@1", "val_mrr"} <= set(r) for r in rows)
+    assert all({"val_loss", "val_hits@1", "val_mrr", "val_slot_usage"} <= set(r) for r in rows)
     best_epoch = min(range(len(rows)), key=lambda e: rows[e]["val_loss"]) + 1
     payload = read_checkpoint(result.best)
     assert payload["trainer_state"]["best_epoch"] == best_epoch

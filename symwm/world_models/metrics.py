@@ -374,3 +374,22 @@ def release_distance_invariance_error(
     if scale == 0.0:
         return float("nan")
     return float((d - d_g).abs().mean()) / scale
+
+
+# ----------------------------------------------------------------------------------------------
+# Collapse of object slots
+# ----------------------------------------------------------------------------------------------
+
+
+def slot_usage(z: torch.Tensor) -> float:
+    """How much the least-used object slot varies: ``min_k std_k / median_k std_k`` for latents ``[N, K, D]``.
+
+    ``std_k`` is the standard deviation of slot ``k`` over the batch, averaged over D. About 1 when
+    every slot encodes its object; near 0 when a slot stays constant, i.e. encodes nothing (a model
+    that never bound one of its objects; the release's whole-state hinge does not prevent it).
+    """
+    if z.dim() != 3 or z.shape[0] < 2:
+        raise ValueError(f"slot_usage needs latents [N >= 2, K, D], got shape {tuple(z.shape)}")
+    std = z.detach().to(torch.float64).std(dim=0).mean(dim=-1)  # [K]
+    median = float(std.median())
+    return float(std.min()) / median if median > 0 else 0.0

@@ -44,7 +44,7 @@ from symwm.world_models.checkpoint import CheckpointError, load_weights, read_ch
 from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.locks import acquire_lock
 from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss
-from symwm.world_models.metrics import ranking_metrics
+from symwm.world_models.metrics import ranking_metrics, slot_usage
 from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
 
 #: learning-rate schedules of ``TrainConfig.lr_schedule``
@@ -512,9 +512,13 @@ def validate(
             preds.append(z_pred.float().cpu())
             targets.append(z_next.float().cpu())
     model.train(was_training)
-    ranks = ranking_metrics(torch.cat(preds)[:VAL_RANKED], torch.cat(targets)[:VAL_RANKED], ks=(1,))
-    return {"val_loss": sums["loss"] / n, "val_positive": sums["positive"] / n, "val_negative": sums["negative"] / n,
-            "val_hits@1": ranks["hits@1"], "val_mrr": ranks["mrr"]}
+    targets = torch.cat(targets)[:VAL_RANKED]  # [n, K, D]
+    ranks = ranking_metrics(torch.cat(preds)[:VAL_RANKED], targets, ks=(1,))
+    out = {"val_loss": sums["loss"] / n, "val_positive": sums["positive"] / n, "val_negative": sums["negative"] / n,
+           "val_hits@1": ranks["hits@1"], "val_mrr": ranks["mrr"]}
+    if targets.shape[1] > 1 and targets.shape[0] > 1:  # object-factored latents: watch for an unused slot
+        out["val_slot_usage"] = slot_usage(targets)
+    return out
 
 
 def _mean_over_ranks(stats: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
@@ -546,7 +550,7 @@ def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
     """Rewrite the whole log from the history kept in the checkpoint (idempotent under resume)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))  # a run resumed by newer code may gain columns
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
