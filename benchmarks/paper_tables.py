@@ -50,6 +50,7 @@ METRICS = {
     "ee_mean_g": ("EE mean over g", 1.0, 3),
     "die_sen": ("DIE(S) x1e-3", 1e3, 1),
     "die_model": ("DIE(model) x1e-3", 1e3, 1),
+    "slot_usage": ("slot usage", 1.0, 3),
 }
 
 

@@ -46,7 +46,7 @@ def grid_setting(scale: str, quick: bool, key: str, title: str, env_id: str = "s
     hp = dict(SCALE[scale])
     if quick:
         hp.update(epochs=1, batch_size=64)
-    opts = dict(horizon=10, twins="quarter-turn", metrics=("hits@1", "mrr", "ee", "die_model"))
+    opts = dict(horizon=10, twins="quarter-turn", metrics=("hits@1", "mrr", "ee", "die_model", "slot_usage"))
     opts.update(kw)
     return Setting(
         key=key, title=title, env_id=env_id, train=Data(400 if quick else transitions, steps=1),

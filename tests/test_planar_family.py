@@ -89,6 +89,7 @@ def test_examples_end_to_end(env_id, tmp_path):
     metrics = evaluate(model, ev, 2, distinct_targets=True)
     assert 0 < metrics["hits@1"] <= metrics["distinct_hits@1"] <= 100 and 1 <= metrics["distinct_final_obs"] <= 20
     assert np.isfinite(metrics["ee"]) and np.isfinite(metrics["ee_latent"])  # ours: its latent carries the group's action
+    assert "slot_usage" not in metrics  # one latent, no object slots
     env = gym.make(env_id)
     method, kwargs = ("beam", dict(width=8, depth=3)) if env_id == HEX else ("cem", dict(horizon=4, population=32, elites=4, iterations=2))
     for agent_model in (None, model):  # the simulator reaches the goal; the model's agent runs through the same interface

@@ -74,6 +74,7 @@ def test_evaluate_reports_the_release_metrics_at_the_quarter_turn(tmp_path):
     r = evaluate(model, path, 2)
     assert {"ee", "die_sen", "die_model"} <= set(r) and "ee_mean_g" not in r
     assert all(r[k] >= 0.0 for k in ("ee", "die_sen", "die_model"))
+    assert 0.0 <= r["slot_usage"] <= 1.0  # object-factored latents: the least-used slot's spread
     # with several twin elements the group average comes under its own name
     path4 = collect(tmp_path / "ev4.h5", SHAPES, 12, 3, seed=2, env_kwargs=KW, twins="all", progress=False)
     r4 = evaluate(model, path4, 2)

@@ -12,7 +12,9 @@ them, at the quarter turn ``g`` (``env.symmetry.quarter_turn()``; collect with
 * ``die_model``: the distance invariance error of the ``h``-step predictions, each paired with the
   true latent of a random episode and its twin, divided by the mean norm of the current latents;
 
-and, with more than one twin element, ``ee_mean_g``: EE averaged over the twins' elements (a
+``slot_usage`` (object-factored latents only): the least-varying object slot's spread over the
+true latents relative to the median slot's (:func:`metrics.slot_usage`; near 0: a slot encodes
+nothing). And, with more than one twin element, ``ee_mean_g``: EE averaged over the twins' elements (a
 different number from the release's EE; never print it beside the paper's).
 
 For the rotating object (``hard_negatives > 0``) it adds Hard Hits@1 / MRR: the prediction must be
@@ -44,12 +46,13 @@ from symwm.world_models.metrics import (
     mean_equivariance_error,
     ranking_metrics,
     release_distance_invariance_error,
+    slot_usage,
 )
 from symwm.world_models.model import WorldModel
 
 HARD_NEGATIVE_ANGLE = 2.0 * np.pi / 30.0
 #: column order of the tables (absent metrics are left out)
-COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "distinct_hits@1", "distinct_mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model")
+COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "distinct_hits@1", "distinct_mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model", "slot_usage")
 
 
 @torch.no_grad()
@@ -165,6 +168,8 @@ def evaluate(
     target = _batched(model.encode, next_obs, batch_size=batch_size, device=device, desc=bar("true latents"))
     results: dict[str, float] = {"episodes": float(len(paths)), "horizon": float(horizon)}
     results.update(ranking_metrics(pred, target))
+    if target.dim() == 3 and target.shape[1] > 1 and target.shape[0] > 1:  # [N, K, D] with K objects
+        results["slot_usage"] = slot_usage(target)
     if distinct_targets:
         ids = identical_rows(next_obs)
         results["distinct_final_obs"] = float(int(ids.max()) + 1)
@@ -187,7 +192,7 @@ def evaluate(
 def format_table(rows: dict[str, dict[str, float]], title: str | None = None) -> str:
     """Markdown table, one row per model: Hits@k and MRR in %, EE and DIE as ratios (DIE x 1e-3)."""
     cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    heads = {"ee": "EE", "ee_mean_g": "EE mean over g", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3"}
+    heads = {"ee": "EE", "ee_mean_g": "EE mean over g", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3", "slot_usage": "slot usage"}
     lines = [f"### {title}", ""] if title else []
     lines.append("| model | " + " | ".join(heads.get(c, c.replace("_", " ").replace("hits", "Hits").replace("mrr", "MRR") + " %") for c in cols) + " |")
     lines.append("|---" * (len(cols) + 1) + "|")
@@ -195,7 +200,7 @@ def format_table(rows: dict[str, dict[str, float]], title: str | None = None) ->
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append("" if v is None else f"{v * 1e3:.1f}" if c.startswith("die") else f"{v:.3f}" if c.startswith("ee") else f"{v:.1f}")
+            cells.append("" if v is None else f"{v * 1e3:.1f}" if c.startswith("die") else f"{v:.3f}" if c.startswith("ee") or c == "slot_usage" else f"{v:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
