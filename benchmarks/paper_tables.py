@@ -297,11 +297,13 @@ def summarise(rows: list[dict[str, Any]], setting: str, variant: str, metric: st
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
 
 
-def cell(rows: list[dict[str, Any]], s: Setting, variant: str, metric: str) -> str:
-    """``mean +- std`` in the metric's display units, with the paper's figure in brackets."""
+def cell(rows: list[dict[str, Any]], s: Setting, variant: str, metric: str, n_seeds: int | None = None) -> str:
+    """``mean +- std`` in the metric's display units, with the paper's figure in brackets; says so when seeds are missing."""
     _, factor, digits = METRICS[metric]
     mean, std, n = summarise(rows, s.key, variant, metric)
     text = "n/a" if n == 0 else f"{mean * factor:.{digits}f} ± {std * factor:.{digits}f}"
+    if 0 < n < (n_seeds or 0):
+        text += f" ({n} of {n_seeds} seeds)"
     paper = s.paper.get(variant, {}).get(metric)
     return text + (f" [{paper}]" if paper else "")
 
@@ -329,7 +331,7 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
             sel = [r for r in rows if r["setting"] == s.key and r["variant"] == v]
             params = f"{int(sel[0]['parameters']):,}" if sel else ""
             secs = f"{np.mean([r['train_seconds'] for r in sel]):.0f}" if sel else ""
-            lines.append(f"| {v} | " + " | ".join(cell(rows, s, v, m) for m in s.metrics) + f" | {params} | {secs} |")
+            lines.append(f"| {v} | " + " | ".join(cell(rows, s, v, m, len(seeds)) for m in s.metrics) + f" | {params} | {secs} |")
         lines.append("")
     if plot:
         lines += [f"![{title}]({plot})", ""]

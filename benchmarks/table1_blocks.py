@@ -60,7 +60,7 @@ def build(scale: str, quick: bool) -> list[Setting]:
     return [
         grid_setting(scale, quick, "cubes-no-left", "3D Blocks trained without 'left', 10 steps, all actions", paper=PAPER),
         grid_setting(scale, quick, "cubes-no-left-object-hinge", "The same, with one hinge per object in the loss",
-                     variants=("none", "ours"), hinge_on="object"),
+                     hinge_on="object"),
     ]
 
 
