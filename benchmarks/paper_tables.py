@@ -86,8 +86,8 @@ class Setting:
     twins: int | str | None = None
     """transformed twins of the evaluation episodes (needed for EE and DIE)"""
     hard_negatives: int = 0
-    slot_hinge: bool = False
-    """add the loss's hinge on each object slot's mean energy (``TrainConfig.slot_hinge``; not in the release)"""
+    hinge_on: str = "state"
+    """the negative term's hinge: on the whole state (the release's) or on each object (``TrainConfig.hinge_on``)"""
     val_fraction: float = 0.02
     """share of the training episodes held out to choose the best checkpoint (0: lowest training loss, the paper's choice)"""
     paper: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -150,7 +150,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         cfg = TrainConfig(
             dataset=job["dataset"], out_dir=str(out), epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"],
             seed=job["seed"], device=job["device"], progress=False, tensorboard=False, resume=(out / "last.pt").exists(),
-            val_fraction=job["val_fraction"], slot_hinge=job.get("slot_hinge", False),
+            val_fraction=job["val_fraction"], hinge_on=job.get("hinge_on", "state"),
         )
         train(spec, cfg)
     summary_data = json.loads(summary.read_text())
@@ -229,7 +229,7 @@ def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str
                     "setting": s.key, "variant": v, "seed": seed, "env_id": s.env_id, "env_kwargs": s.env_kwargs,
                     "size": s.size, "dataset": str(train), "eval_dataset": str(ev), "out_dir": str(run_dir(work, s, v, seed)),
                     "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "device": device, "threads": threads,
-                    "horizon": s.horizon, "hard_negatives": s.hard_negatives, "val_fraction": s.val_fraction, "slot_hinge": s.slot_hinge,
+                    "horizon": s.horizon, "hard_negatives": s.hard_negatives, "val_fraction": s.val_fraction, "hinge_on": s.hinge_on,
                 })
     return jobs
 
@@ -324,7 +324,7 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
                   f"{s.eval.episodes} episodes with all actions, other seeds, {s.horizon}-step prediction"
                   f"{f', {s.twins} twins' if s.twins else ''}{f', {s.hard_negatives} hard negatives' if s.hard_negatives else ''}. "
                   f"`{s.size}` models, {s.epochs} epochs, batch {s.batch_size}, Adam lr {s.lr}"
-                  f"{', with the slot hinge (`slot_hinge`)' if s.slot_hinge else ''}.", ""]
+                  f"{', one hinge per object' if s.hinge_on == 'object' else ''}.", ""]
         lines.append("| model | " + " | ".join(METRICS[m][0] for m in s.metrics) + " | params | train s |")
         lines.append("|---" * (len(s.metrics) + 3) + "|")
         for v in variants:

@@ -56,11 +56,11 @@ def grid_setting(scale: str, quick: bool, key: str, title: str, env_id: str = "s
 
 
 def build(scale: str, quick: bool) -> list[Setting]:
-    """The release's setting, and the same data with the loss's slot hinge (``TrainConfig.slot_hinge``)."""
+    """The release's setting, and the same data with one hinge per object (``TrainConfig.hinge_on``)."""
     return [
         grid_setting(scale, quick, "cubes-no-left", "3D Blocks trained without 'left', 10 steps, all actions", paper=PAPER),
-        grid_setting(scale, quick, "cubes-no-left-slot-hinge", "The same, with a hinge on each object slot's mean energy (slot hinge)",
-                     slot_hinge=True),
+        grid_setting(scale, quick, "cubes-no-left-object-hinge", "The same, with one hinge per object in the loss",
+                     hinge_on="object"),
     ]
 
 

@@ -27,10 +27,10 @@ def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "out" / "table1_blocks_cpu.csv")))
     assert sorted((r["setting"], r["variant"]) for r in rows) == [
         ("cubes-no-left", "full"), ("cubes-no-left", "none"), ("cubes-no-left", "ours"),
-        ("cubes-no-left-slot-hinge", "full"), ("cubes-no-left-slot-hinge", "none"), ("cubes-no-left-slot-hinge", "ours")]
-    assert "with the slot hinge" in text
-    run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-slot-hinge" / "ours" / "seed0" / "config.json").read_text())
-    assert run["train"]["slot_hinge"] is True
+        ("cubes-no-left-object-hinge", "full"), ("cubes-no-left-object-hinge", "none"), ("cubes-no-left-object-hinge", "ours")]
+    assert "one hinge per object" in text
+    run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-object-hinge" / "ours" / "seed0" / "config.json").read_text())
+    assert run["train"]["hinge_on"] == "object"
     assert all(0.0 <= float(r["hits@1"]) <= 100.0 and float(r["ee"]) >= 0.0 for r in rows)
     assert (tmp_path / "out" / "table1_blocks_cpu.png").stat().st_size > 0
     capsys.readouterr()

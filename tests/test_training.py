@@ -46,26 +46,26 @@ def test_loss_terms_by_hand():
         contrastive_loss(z, z[:, :1], z_next)
 
 
-def test_slot_hinge_asks_every_slot_to_vary():
+def test_object_hinge_asks_every_slot_to_separate_states():
     # two objects; slot 0 tells the four samples far apart, slot 1 is the same for all (an unused slot)
     z = torch.zeros(4, 2, 3)
     z[:, 0, 0] = torch.tensor([0.0, 10.0, 20.0, 30.0])
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     perm = torch.randperm(4, generator=g())
-    moved = (perm != torch.arange(4)).float()  # a sample paired with itself costs the whole hinge
-    loss, plain = contrastive_loss(z, z, z, g())
-    assert plain["negative"] == pytest.approx(float((1 - moved).mean())) and "slot" not in plain
-    with_slot, terms = contrastive_loss(z, z, z, g(), slot_hinge=True)
-    # slot 1's mean energy is 0 (costs the hinge, 1), slot 0's is far above it (costs 0): mean over slots 0.5
-    assert terms["slot"] == pytest.approx(0.5) and float(with_slot) == pytest.approx(float(loss) + 0.5)
-    # every slot varying: the term is zero and the loss is the release's
-    z[:, 1, 1] = torch.tensor([5.0, -5.0, 15.0, -15.0])
-    a, _ = contrastive_loss(z, z, z, g())
-    b, terms = contrastive_loss(z, z, z, g(), slot_hinge=True)
-    assert terms["slot"] == 0.0 and torch.equal(a, b)
-    # a pair in which an object sits at the same place costs nothing on its own: only the batch mean counts
-    z[:, 1, 1] = torch.tensor([5.0, 5.0, 15.0, -15.0])
-    assert contrastive_loss(z, z, z, g(), slot_hinge=True)[1]["slot"] == 0.0
+    moved = (perm != torch.arange(4)).float()  # a sample paired with itself costs the hinge in both slots
+    _, state = contrastive_loss(z, z, z, g())
+    _, obj = contrastive_loss(z, z, z, g(), hinge_on="object")
+    # whole state: mean energy over slots >= 100 / 2 / 0.5 = 100 for moved pairs: only self-pairs cost
+    assert state["negative"] == pytest.approx(float((1 - moved).mean()))
+    # per object: slot 1 costs the full hinge for every pair, slot 0 only for self-pairs
+    assert obj["negative"] == pytest.approx(float(((1 - moved) + 1).mean() / 2))
+    # one object: both hinges are the same loss
+    one = torch.randn(6, 1, 4)
+    a, _ = contrastive_loss(one, one + 0.1, one, g())
+    b, _ = contrastive_loss(one, one + 0.1, one, g(), hinge_on="object")
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="hinge_on"):
+        contrastive_loss(z, z, z, hinge_on="objects")
 
 
 def test_training_lowers_the_loss_and_writes_the_run(dataset, tmp_path):
@@ -134,10 +134,10 @@ def test_resume_and_load_errors_name_the_problem(dataset, tmp_path):
         train(spec(), config(dataset, out, resume=True, lr=0.01))
     with pytest.raises(CheckpointError, match="model spec"):
         train(spec("matmul"), config(dataset, out, resume=True))
-    with pytest.raises(CheckpointError, match="slot_hinge was False"):
-        train(spec(), config(dataset, out, resume=True, slot_hinge=True))
-    with pytest.raises(ValueError, match="slot_hinge"):
-        config(dataset, tmp_path / "bad", slot_hinge="yes")
+    with pytest.raises(CheckpointError, match="hinge_on was 'state'"):
+        train(spec(), config(dataset, out, resume=True, hinge_on="object"))
+    with pytest.raises(ValueError, match="hinge_on"):
+        config(dataset, tmp_path / "bad", hinge_on="slot")
     # a checkpoint loaded into a different model
     other = build_model(spec("ours"), initialize=False)
     from symwm.world_models.checkpoint import load_weights

@@ -5,17 +5,14 @@
 authors' release: a sample can be paired with itself, which then only costs the hinge),
 ``hinge = 1`` and ``energy`` uses ``sigma = 0.5`` (:func:`symwm.world_models.model.energy`).
 
-``slot_hinge=True`` adds one hinge per object slot on its *mean* energy over the batch's negative
-pairs: ``mean_k max(0, hinge - mean_b energy_k(z_b, z_neg_b))`` (``slot`` in the returned terms).
-Why: with the release's whole-state hinge, once some slots separate the states of a batch by the
-margin, nothing asks the remaining slots to encode anything, and a slot whose SEN map missed its
-object stays constant (3D Blocks, table 1: ``ours`` seed 3 with one constant slot of five, 10-step
-Hits@1 87 %; ``full`` with one or two on four seeds of five). The term is zero while every slot
-varies across the batch about as much as the hinge asks of a whole state, so a healthy run trains
-on the release's loss. It is a batch mean on purpose: a hinge on each pair's per-object energy
-(tried: ``ours`` seeds 0 and 3 reached 92.5 and 92.1 % where the release's loss gives 99.9 and 87.0)
-also pushes apart pairs whose object sits at the same place, which a slot can only do by encoding
-other objects.
+``hinge_on="object"`` applies the hinge to each object's energy instead of their mean:
+``mean_k max(0, hinge - energy_k(z, z_neg))``. With the release's whole-state hinge, once some
+object slots separate the states of a batch by the margin, nothing asks the remaining slots to
+encode anything: a slot whose SEN map missed its object early in training stays unused (3D Blocks,
+table 1, ``ours`` seed 3: one of five slots constant, 10-step Hits@1 87 %). With one hinge per
+object, every slot must tell its object's positions apart. Objects that happen to sit at the same
+place in the two samples give equal latents, whose squared distance has zero gradient, so those
+pairs cost a constant and push nothing apart.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ import torch
 from symwm.world_models.model import SIGMA, energy
 
 HINGE = 1.0
+HINGE_ON = ("state", "object")
 
 
 def contrastive_loss(
@@ -34,20 +32,21 @@ def contrastive_loss(
     generator: torch.Generator | None = None,
     hinge: float = HINGE,
     sigma: float = SIGMA,
-    slot_hinge: bool = False,
+    hinge_on: str = "state",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss and its terms for latents ``[B, K, D]``; ``generator`` draws the negatives."""
+    """Loss and its two terms for latents ``[B, K, D]``; ``generator`` draws the negatives."""
+    if hinge_on not in HINGE_ON:
+        raise ValueError(f"hinge_on must be one of {list(HINGE_ON)}, got {hinge_on!r}")
     if not (z.shape == z_pred.shape == z_next.shape) or z.dim() != 3:
         raise ValueError(
             f"latents must share a shape [B, K, D], got {tuple(z.shape)}, {tuple(z_pred.shape)}, {tuple(z_next.shape)}"
         )
     perm = torch.randperm(z.shape[0], generator=generator).to(z.device)
     positive = energy(z_pred, z_next, sigma).mean()
-    negative = torch.clamp(hinge - energy(z, z[perm], sigma), min=0.0).mean()
+    if hinge_on == "state":
+        negative = torch.clamp(hinge - energy(z, z[perm], sigma), min=0.0).mean()
+    else:
+        per_object = (z - z[perm]).pow(2).sum(-1) / (2.0 * sigma * sigma)  # [B, K]
+        negative = torch.clamp(hinge - per_object, min=0.0).mean()
     loss = positive + negative
-    terms = {"positive": positive, "negative": negative}
-    if slot_hinge:
-        per_slot = (z - z[perm]).pow(2).sum(-1).mean(0) / (2.0 * sigma * sigma)  # [B, K, D] -> [K]: each slot's mean energy
-        terms["slot"] = torch.clamp(hinge - per_slot, min=0.0).mean()
-        loss = loss + terms["slot"]
-    return loss, {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+    return loss, {"loss": float(loss.detach()), "positive": float(positive.detach()), "negative": float(negative.detach())}

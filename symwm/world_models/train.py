@@ -43,7 +43,7 @@ from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.locks import acquire_lock
-from symwm.world_models.loss import HINGE, contrastive_loss
+from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss
 from symwm.world_models.metrics import ranking_metrics, slot_usage
 from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
 
@@ -80,8 +80,8 @@ class TrainConfig:
     """margin of the negative term"""
     sigma: float = SIGMA
     """energy temperature"""
-    slot_hinge: bool = False
-    """add a hinge on each object slot's mean energy over the batch, so no slot can stay constant (unused); zero while every slot varies (see symwm.world_models.loss; not in the release)"""
+    hinge_on: str = "state"
+    """'state' (the release's: the mean of the objects' energies to another sample must reach the hinge) or 'object' (each object's must, so no object slot can stay unused; see symwm.world_models.loss)"""
     seed: int = 0
     """seed of initialisation, shuffling and negatives"""
     device: str = "auto"
@@ -135,8 +135,8 @@ class TrainConfig:
             raise ValueError(f"amp must be true, false or unset (auto), got {self.amp!r}")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if not isinstance(self.slot_hinge, bool):
-            raise ValueError(f"slot_hinge must be true or false, got {self.slot_hinge!r}")
+        if self.hinge_on not in HINGE_ON:
+            raise ValueError(f"hinge_on must be one of {list(HINGE_ON)}, got {self.hinge_on!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.resume and self.overwrite:
@@ -196,13 +196,13 @@ def _same_setting(key: str, saved: Any, now: Any) -> bool:
 
 
 def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, path: Path) -> None:
-    saved = {"lr_schedule": "constant", "slot_hinge": False, **payload.get("train_config", {})}  # runs from before the options
+    saved = {"lr_schedule": "constant", "hinge_on": "state", **payload.get("train_config", {})}  # runs from before the options
     if payload["spec"] != spec.to_dict():
         raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
     keys = ["dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"]
     if cfg.lr_schedule != "constant":  # the schedule's length is part of it
         keys.append("epochs")
-    for key in keys + ["lr_schedule", "slot_hinge"]:
+    for key in keys + ["lr_schedule", "hinge_on"]:
         if key in saved and not _same_setting(key, saved[key], getattr(cfg, key)):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
@@ -366,7 +366,7 @@ def _train(
             generator = torch.Generator().manual_seed(_mix(cfg.seed, epoch, step, rank))
             with torch.autocast(device.type, enabled=amp):
                 z, z_pred, z_next = net(obs, action, next_obs)
-            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.slot_hinge)
+            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on)
             if not torch.isfinite(loss):  # before the update: the weights and every saved file stay finite
                 raise FloatingPointError(
                     f"non-finite loss ({stats['loss']}) at epoch {epoch + 1}, step {step + 1} (optimiser step "
@@ -498,12 +498,12 @@ def validate(
     model.eval()
     generator = torch.Generator().manual_seed(_mix(cfg.seed, 0x7A1))
     loader = DataLoader(Subset(dataset, indices), batch_size=512, shuffle=False)
-    sums, n, preds, targets = {"loss": 0.0, "positive": 0.0, "negative": 0.0}, 0, [], []  # the slot term is in the loss
+    sums, n, preds, targets = {"loss": 0.0, "positive": 0.0, "negative": 0.0}, 0, [], []
     for batch in loader:
         obs, action, next_obs = (batch[k].to(device) for k in ("obs", "action", "next_obs"))
         with torch.autocast(device.type, enabled=amp):
             z, z_pred, z_next = model(obs, action, next_obs)
-        _, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.slot_hinge)
+        _, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on)
         b = obs.shape[0]
         n += b
         for k in sums:
