@@ -145,7 +145,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     out = Path(job["out_dir"])
     result_path = out / "eval.json"
     summary = out / "summary.json"
-    if not (summary.exists() and json.loads(summary.read_text()).get("finished")):
+    done = json.loads(summary.read_text()) if summary.exists() else {}
+    if not (done.get("finished") and done.get("epochs_done", job["epochs"]) >= job["epochs"]):  # more epochs: continue the run
         spec = ModelSpec(job["env_id"], job["variant"], job["size"], job["env_kwargs"])
         cfg = TrainConfig(
             dataset=job["dataset"], out_dir=str(out), epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"],
@@ -168,6 +169,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": sum(float(r["seconds"]) for r in log_rows),
         "eval_seconds": time.perf_counter() - start,
         "best_epoch": summary_data.get("best_epoch"),
+        "epochs": summary_data.get("epochs_done"),
         "best_loss": summary_data.get("best_loss"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": torch.cuda.get_device_name() if device == "cuda" else cpu_model(),
@@ -178,12 +180,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finished(job: dict[str, Any]) -> bool:
-    """Whether a job's evaluation exists and matches its protocol."""
+    """Whether a job's evaluation exists and matches its protocol (and its epochs: a run asked for more is continued)."""
     path = Path(job["out_dir"]) / "eval.json"
     if not path.exists():
         return False
     r = json.loads(path.read_text())
-    return (r.get("eval_dataset"), r.get("horizon"), r.get("hard_negatives")) == (job["eval_dataset"], job["horizon"], job["hard_negatives"])
+    return ((r.get("eval_dataset"), r.get("horizon"), r.get("hard_negatives"), r.get("epochs", job["epochs"]))
+            == (job["eval_dataset"], job["horizon"], job["hard_negatives"], job["epochs"]))
 
 
 # -------------------------------------------------------------------------------------------------

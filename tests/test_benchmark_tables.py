@@ -57,3 +57,11 @@ def test_distinct_settings_get_distinct_files(tmp_path):
 def test_unknown_setting_is_named(tmp_path):
     with pytest.raises(SystemExit, match="unknown setting"):
         table1_blocks.main("t", "t", [], table1_blocks.build, lambda s: "hits@1", ["--quick", "--only", "nope", "--work", str(tmp_path)])
+
+
+def test_a_run_asked_for_more_epochs_is_not_finished(tmp_path):
+    job = {"out_dir": str(tmp_path), "eval_dataset": "ev.h5", "horizon": 10, "hard_negatives": 0, "epochs": 16}
+    assert not tables._finished(job)
+    (tmp_path / "eval.json").write_text(json.dumps({"eval_dataset": "ev.h5", "horizon": 10, "hard_negatives": 0, "epochs": 8}))
+    assert not tables._finished(job)  # trained for 8: run_job continues it to 16
+    assert tables._finished({**job, "epochs": 8})
