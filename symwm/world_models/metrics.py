@@ -386,7 +386,8 @@ def slot_usage(z: torch.Tensor) -> float:
 
     ``std_k`` is the standard deviation of slot ``k`` over the batch, averaged over D. About 1 when
     every slot encodes its object; near 0 when a slot stays constant, i.e. encodes nothing (a model
-    that never bound one of its objects; the release's whole-state hinge does not prevent it).
+    that never bound one of its objects; the release's whole-state hinge does not prevent it). A slot
+    that copies another slot's object varies normally and is not caught by this number.
     """
     if z.dim() != 3 or z.shape[0] < 2:
         raise ValueError(f"slot_usage needs latents [N >= 2, K, D], got shape {tuple(z.shape)}")
