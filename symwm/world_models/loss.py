@@ -5,17 +5,18 @@
 authors' release: a sample can be paired with itself, which then only costs the hinge),
 ``hinge = 1`` and ``energy`` uses ``sigma = 0.5`` (:func:`symwm.world_models.model.energy`).
 
-``hinge_on="object"`` (not in the release) applies the hinge to each object's energy instead of
-their mean: ``mean_k max(0, hinge - energy_k(z, z_neg))``. Why: with the release's whole-state
-hinge, once some object slots separate the states of a batch by the margin, nothing asks the other
-slots to encode anything, and a slot whose SEN map missed its object stays unused. On 3D Blocks
-(table 1, `cpu` scale) that is how runs fail: ``ours`` seed 3 (one of five slots constant, 10-step
-Hits@1 87.0 %, 87.9 % after 16 epochs) and ``full`` on four seeds of five
-(:func:`symwm.world_models.metrics.slot_usage` 0.03-0.08). With one hinge per object every slot
-must tell its object's positions apart: seed 3 reaches 99.75 % in 16 epochs. The cost is slower
-convergence (92.1 and 92.5 % on seeds 3 and 0 after 8 epochs), since a pair in which an object sits
-at the same place still costs the hinge. A hinge on each slot's *mean* energy over the batch was
-tried too and does not work: the unused slot copied another object (seed 3: 76.8 %).
+``hinge_on="object"`` (not in the release; experimental) applies the hinge to each object's energy
+instead of their mean: ``mean_k max(0, hinge - energy_k(z, z_neg))``. Why: with the release's
+whole-state hinge, once some object slots separate the states of a batch by the margin, nothing
+asks the other slots to encode anything, and a slot whose SEN map missed its object stays unused.
+On 3D Blocks (table 1, ``cpu`` scale) that is how runs fail: ``ours`` seed 3 (one of five slots
+constant, 10-step Hits@1 87.0 %) and ``full`` on four seeds of five
+(:func:`symwm.world_models.metrics.slot_usage` 0.03-0.08). With one hinge per object, seed 3 finds
+its lost object (99.8 % in 16 epochs), but other seeds get worse (seed 1: 63.0 %, slots mixing
+several objects): a pair in which an object sits at the same place still costs its slot the hinge,
+which the slot can only pay by encoding other objects. Per-seed results in
+``benchmarks/results/tables/README.md``. A hinge on each slot's *mean* energy over the batch was
+tried too: the unused slot copied another object (seed 3: 76.8 %).
 """
 
 from __future__ import annotations

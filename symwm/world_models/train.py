@@ -81,7 +81,7 @@ class TrainConfig:
     sigma: float = SIGMA
     """energy temperature"""
     hinge_on: str = "state"
-    """'state' (the release's: the mean of the objects' energies to another sample must reach the hinge) or 'object' (each object's must, so no object slot can stay unused; see symwm.world_models.loss)"""
+    """'state' (the release's: the mean of the objects' energies to another sample must reach the hinge) or 'object' (each object's must, so no object slot can stay unused; experimental, see symwm.world_models.loss)"""
     seed: int = 0
     """seed of initialisation, shuffling and negatives"""
     device: str = "auto"
