@@ -12,8 +12,8 @@ asks the other slots to encode anything, and a slot whose SEN map missed its obj
 On 3D Blocks (table 1, ``cpu`` scale) that is how runs fail: ``ours`` seed 3 (one of five slots
 constant, 10-step Hits@1 87.0 %) and ``full`` on four seeds of five
 (:func:`symwm.world_models.metrics.slot_usage` 0.03-0.08). With one hinge per object, seed 3 finds
-its lost object (99.8 % in 16 epochs), but other seeds get worse (seed 1: 63.0 %, slots mixing
-several objects): a pair in which an object sits at the same place still costs its slot the hinge,
+its lost object (99.8 % in 16 epochs), but three other seeds get worse (seed 1: 63.0 %, slots
+mixing several objects; mean over 5 seeds 85.0 against 97.3): a pair in which an object sits at the same place still costs its slot the hinge,
 which the slot can only pay by encoding other objects. Per-seed results in
 ``benchmarks/results/tables/README.md``. A hinge on each slot's *mean* energy over the batch was
 tried too: the unused slot copied another object (seed 3: 76.8 %).
