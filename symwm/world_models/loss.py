@@ -13,8 +13,9 @@ On 3D Blocks (table 1, ``cpu`` scale) that is how runs fail: ``ours`` seed 3 (on
 constant, 10-step Hits@1 87.0 %) and ``full`` on four seeds of five
 (:func:`symwm.world_models.metrics.slot_usage` 0.03-0.08). With one hinge per object, seed 3 finds
 its lost object (99.8 % in 16 epochs), but three other seeds get worse (seed 1: 63.0 %, slots
-mixing several objects; mean over 5 seeds 85.0 against 97.3): a pair in which an object sits at the same place still costs its slot the hinge,
-which the slot can only pay by encoding other objects. Per-seed results in
+mixing several objects; mean over 5 seeds 85.0 against 97.3): a pair in which an object sits at
+the same place still costs its slot the hinge, which the slot can only pay by encoding other
+objects. Per-seed results in
 ``benchmarks/results/tables/README.md``. A hinge on each slot's *mean* energy over the batch was
 tried too: the unused slot copied another object (seed 3: 76.8 %).
 """
@@ -50,7 +51,6 @@ def contrastive_loss(
     if hinge_on == "state":
         negative = torch.clamp(hinge - energy(z, z[perm], sigma), min=0.0).mean()
     else:
-        per_object = (z - z[perm]).pow(2).sum(-1) / (2.0 * sigma * sigma)  # [B, K]
-        negative = torch.clamp(hinge - per_object, min=0.0).mean()
+        negative = torch.clamp(hinge - energy(z, z[perm], sigma, per_object=True), min=0.0).mean()  # [B, K] -> scalar
     loss = positive + negative
     return loss, {"loss": float(loss.detach()), "positive": float(positive.detach()), "negative": float(negative.detach())}

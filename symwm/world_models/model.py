@@ -149,6 +149,7 @@ class WorldModel(nn.Module):
         return counts
 
 
-def energy(a: torch.Tensor, b: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
-    """C-SWM energy ``sum_D (a - b)^2 / (2 sigma^2)``, averaged over the K objects: ``[B]``."""
-    return (a - b).pow(2).sum(-1).mean(-1) / (2.0 * sigma * sigma)
+def energy(a: torch.Tensor, b: torch.Tensor, sigma: float = SIGMA, per_object: bool = False) -> torch.Tensor:
+    """C-SWM energy ``sum_D (a - b)^2 / (2 sigma^2)``, averaged over the K objects: ``[B]`` (``per_object``: ``[B, K]``)."""
+    sq = (a - b).pow(2).sum(-1)  # [B, K]
+    return sq / (2.0 * sigma * sigma) if per_object else sq.mean(-1) / (2.0 * sigma * sigma)
