@@ -11,7 +11,7 @@ import torch
 from symwm.world_models.build import build_model
 from symwm.world_models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from symwm.world_models.collect import collect
-from symwm.world_models.loss import contrastive_loss
+from symwm.world_models.loss import contrastive_loss, frames_differ
 from symwm.world_models.model import ModelSpec, energy
 from symwm.world_models.train import TrainConfig, scheduled_lr, train
 
@@ -66,6 +66,53 @@ def test_object_hinge_asks_every_slot_to_separate_states():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="hinge_on"):
         contrastive_loss(z, z, z, hinge_on="objects")
+
+
+def test_temporal_negatives_ask_a_moved_object_to_change_the_latent():
+    # two objects; sample 0: nothing moved, sample 1: object 0 moved but its slot stayed (a lost object),
+    # sample 2: object 0 moved and its slot moved by more than the hinge
+    obs = torch.zeros(3, 3, 4, 4)
+    next_obs = obs.clone()
+    next_obs[1, 0, 0, 0] = 1.0
+    next_obs[2, 1, 2, 3] = 0.5
+    moved = frames_differ(obs, next_obs)
+    assert moved.tolist() == [False, True, True]
+    z = torch.zeros(3, 2, 3)
+    z_next = z.clone()
+    z_next[2, 0, 0] = 2.0  # object energy 4 / (2 * 0.25) = 8 >= hinge; state energy 8 / 2 = 4 >= hinge / K
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    plain, base = contrastive_loss(z, z_next, z_next, g())
+    loss, stats = contrastive_loss(z, z_next, z_next, g(), moved=moved)
+    assert "temporal" not in base and base["negative"] == stats["negative"]
+    # only sample 1 costs: hinge / K = 0.5, averaged over the two moving samples
+    assert stats["temporal"] == pytest.approx(0.25)
+    assert float(loss) == pytest.approx(float(plain) + 0.25)
+    # one slot moving by the full hinge pays the term: the moved object alone has to change its slot
+    half = z.clone()
+    half[:, 1, 0] = 0.75 ** 0.5  # object energy 0.75 / 0.5 = 1.5 >= hinge: paid
+    _, paid = contrastive_loss(z, half, half, g(), moved=torch.tensor([False, True, True]))
+    assert paid["temporal"] == pytest.approx(0.0)
+    # no moving sample in the batch: the term is zero, not NaN
+    _, still = contrastive_loss(z, z, z, g(), moved=torch.zeros(3, dtype=torch.bool))
+    assert still["temporal"] == 0.0
+    with pytest.raises(ValueError, match="moved"):
+        contrastive_loss(z, z, z, g(), moved=torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="share a shape"):
+        frames_differ(obs, next_obs[:2])
+
+
+def test_training_with_temporal_negatives_logs_the_term_and_resumes_only_with_it(dataset, tmp_path):
+    out = tmp_path / "run"
+    result = train(spec("ours"), config(dataset, out, epochs=1, temporal_negatives=True, val_fraction=0.2))
+    header = (out / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert "temporal" in header and "val_temporal" in header
+    assert json.loads((out / "config.json").read_text())["train"]["temporal_negatives"] is True
+    assert result.last.exists()
+    with pytest.raises(CheckpointError, match="temporal_negatives was True"):
+        train(spec("ours"), config(dataset, out, epochs=2, resume=True, val_fraction=0.2))
+    train(spec("ours"), config(dataset, out, epochs=2, resume=True, temporal_negatives=True, val_fraction=0.2))
+    with pytest.raises(ValueError, match="temporal_negatives"):
+        config(dataset, tmp_path / "bad", temporal_negatives="yes")
 
 
 def test_training_lowers_the_loss_and_writes_the_run(dataset, tmp_path):

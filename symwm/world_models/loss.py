@@ -18,6 +18,21 @@ the same place still costs its slot the hinge, which the slot can only pay by en
 objects. Per-seed results in
 ``benchmarks/results/tables/README.md``. A hinge on each slot's *mean* energy over the batch was
 tried too: the unused slot copied another object (seed 3: 76.8 %).
+
+``moved`` (``TrainConfig.temporal_negatives``; not in the release) adds *temporal negatives*: for
+every transition whose frames differ, the latents before and after must differ too,
+``mean over moving samples of max(0, hinge / K - energy(z, z_next))``: the state's energy is the
+mean of K object energies, so this asks the moved object's slot alone to move by the hinge. Why: a
+release's negative is another random state, which differs from ``z`` in several objects at once
+and is already separated by the slots that do encode their objects; the positive term then makes
+the remaining slot constant, and nothing in the loss notices. A transition moves one object, so
+the slot that failed to encode it is the only one that can pay this term. Measured on the SEN of
+``ours`` seed 3 of table 1 (``benchmarks/sen_object_response.py``): at initialisation the lost
+cube drives the hidden channels as strongly as the others, after training with the release's loss
+no channel responds to it: the SEN loses the object in training, the loss lets it. A version with
+the full hinge instead of ``hinge / K`` asked every slot of a moving sample to move and hurt
+(1-step validation Hits@1 74 -> 49 % over 2 epochs, an ad-hoc run). Results per seed in
+``benchmarks/results/tables/README.md``.
 """
 
 from __future__ import annotations
@@ -38,8 +53,9 @@ def contrastive_loss(
     hinge: float = HINGE,
     sigma: float = SIGMA,
     hinge_on: str = "state",
+    moved: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss and its two terms for latents ``[B, K, D]``; ``generator`` draws the negatives."""
+    """Loss and its terms for latents ``[B, K, D]``; ``generator`` draws the negatives, ``moved`` ``[B]`` bool adds temporal ones."""
     if hinge_on not in HINGE_ON:
         raise ValueError(f"hinge_on must be one of {list(HINGE_ON)}, got {hinge_on!r}")
     if not (z.shape == z_pred.shape == z_next.shape) or z.dim() != 3:
@@ -53,4 +69,19 @@ def contrastive_loss(
     else:
         negative = torch.clamp(hinge - energy(z, z[perm], sigma, per_object=True), min=0.0).mean()  # [B, K] -> scalar
     loss = positive + negative
-    return loss, {"loss": float(loss.detach()), "positive": float(positive.detach()), "negative": float(negative.detach())}
+    stats = {"positive": float(positive.detach()), "negative": float(negative.detach())}
+    if moved is not None:
+        if moved.shape != (z.shape[0],):
+            raise ValueError(f"moved must be a [B] mask with B = {z.shape[0]}, got shape {tuple(moved.shape)}")
+        gap = torch.clamp(hinge / z.shape[1] - energy(z, z_next, sigma), min=0.0)  # [B]
+        temporal = (gap * moved).sum() / moved.sum().clamp(min=1)  # mean over the samples whose frames changed
+        loss = loss + temporal
+        stats["temporal"] = float(temporal.detach())
+    return loss, {"loss": float(loss.detach()), **stats}
+
+
+def frames_differ(obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: whether a transition changed its observation ``[B, ...]`` at all (something moved)."""
+    if obs.shape != next_obs.shape or obs.dim() < 2:
+        raise ValueError(f"observations must share a shape [B, ...], got {tuple(obs.shape)} and {tuple(next_obs.shape)}")
+    return (obs != next_obs).flatten(1).any(1)

@@ -43,7 +43,7 @@ from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset
 from symwm.world_models.locks import acquire_lock
-from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss
+from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss, frames_differ
 from symwm.world_models.metrics import ranking_metrics, slot_usage
 from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
 
@@ -82,6 +82,8 @@ class TrainConfig:
     """energy temperature"""
     hinge_on: str = "state"
     """'state' (the release's: the mean of the objects' energies to another sample must reach the hinge) or 'object' (each object's must, so no object slot can stay unused; experimental, see symwm.world_models.loss)"""
+    temporal_negatives: bool = False
+    """also ask the latent to change wherever the frames of a transition change (one hinge for the moved object; not in the release, see symwm.world_models.loss)"""
     seed: int = 0
     """seed of initialisation, shuffling and negatives"""
     device: str = "auto"
@@ -137,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.hinge_on not in HINGE_ON:
             raise ValueError(f"hinge_on must be one of {list(HINGE_ON)}, got {self.hinge_on!r}")
+        if not isinstance(self.temporal_negatives, bool):
+            raise ValueError(f"temporal_negatives must be True or False, got {self.temporal_negatives!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.resume and self.overwrite:
@@ -196,13 +200,13 @@ def _same_setting(key: str, saved: Any, now: Any) -> bool:
 
 
 def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, path: Path) -> None:
-    saved = {"lr_schedule": "constant", "hinge_on": "state", **payload.get("train_config", {})}  # runs from before the options
+    saved = {"lr_schedule": "constant", "hinge_on": "state", "temporal_negatives": False, **payload.get("train_config", {})}  # runs from before the options
     if payload["spec"] != spec.to_dict():
         raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
     keys = ["dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"]
     if cfg.lr_schedule != "constant":  # the schedule's length is part of it
         keys.append("epochs")
-    for key in keys + ["lr_schedule", "hinge_on"]:
+    for key in keys + ["lr_schedule", "hinge_on", "temporal_negatives"]:
         if key in saved and not _same_setting(key, saved[key], getattr(cfg, key)):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
@@ -366,7 +370,8 @@ def _train(
             generator = torch.Generator().manual_seed(_mix(cfg.seed, epoch, step, rank))
             with torch.autocast(device.type, enabled=amp):
                 z, z_pred, z_next = net(obs, action, next_obs)
-            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on)
+            moved = frames_differ(obs, next_obs) if cfg.temporal_negatives else None
+            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on, moved)
             if not torch.isfinite(loss):  # before the update: the weights and every saved file stay finite
                 raise FloatingPointError(
                     f"non-finite loss ({stats['loss']}) at epoch {epoch + 1}, step {step + 1} (optimiser step "
@@ -498,12 +503,14 @@ def validate(
     model.eval()
     generator = torch.Generator().manual_seed(_mix(cfg.seed, 0x7A1))
     loader = DataLoader(Subset(dataset, indices), batch_size=512, shuffle=False)
-    sums, n, preds, targets = {"loss": 0.0, "positive": 0.0, "negative": 0.0}, 0, [], []
+    sums = {"loss": 0.0, "positive": 0.0, "negative": 0.0, **({"temporal": 0.0} if cfg.temporal_negatives else {})}
+    n, preds, targets = 0, [], []
     for batch in loader:
         obs, action, next_obs = (batch[k].to(device) for k in ("obs", "action", "next_obs"))
         with torch.autocast(device.type, enabled=amp):
             z, z_pred, z_next = model(obs, action, next_obs)
-        _, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on)
+        moved = frames_differ(obs, next_obs) if cfg.temporal_negatives else None
+        _, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on, moved)
         b = obs.shape[0]
         n += b
         for k in sums:
@@ -514,8 +521,7 @@ def validate(
     model.train(was_training)
     targets = torch.cat(targets)[:VAL_RANKED]  # [n, K, D]
     ranks = ranking_metrics(torch.cat(preds)[:VAL_RANKED], targets, ks=(1,))
-    out = {"val_loss": sums["loss"] / n, "val_positive": sums["positive"] / n, "val_negative": sums["negative"] / n,
-           "val_hits@1": ranks["hits@1"], "val_mrr": ranks["mrr"]}
+    out = {**{f"val_{k}": v / n for k, v in sums.items()}, "val_hits@1": ranks["hits@1"], "val_mrr": ranks["mrr"]}
     if targets.shape[1] > 1 and targets.shape[0] > 1:  # object-factored latents: watch for an unused slot
         out["val_slot_usage"] = slot_usage(targets)
     return out
