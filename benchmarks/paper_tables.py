@@ -9,7 +9,11 @@ variants). For every setting and seed the runner
    with ``--threads`` threads each (one job = train, then evaluate; finished jobs are skipped and
    interrupted ones resume from ``last.pt``, so a killed run continues where it stopped),
 3. writes ``<out>/<table>_<scale>.md`` (mean +- std over seeds, the paper's figure beside each cell),
-   ``.csv`` (one row per setting, variant and seed) and ``.png``.
+   ``.csv`` (one row per setting, variant and seed) and ``.png``. The report covers every setting
+   of the table, not only those run now (``--only``, ``--variants``, ``--seeds``): a row whose run is
+   not in the work directory is carried over from the previous ``.csv`` if its setting is unchanged
+   (the ``config`` column, :func:`setting_digest`), so a table can grow by one setting or seed
+   on another day or machine without retraining the rest.
 
 Seeds: seed ``s`` trains on rollouts with seed ``1000 s + 1``, evaluates on rollouts with seed
 ``1000 s + 2`` (never seen in training) and initialises and shuffles with ``s``. Seed 0 therefore
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -88,6 +94,8 @@ class Setting:
     hard_negatives: int = 0
     hinge_on: str = "state"
     """the negative term's hinge: on the whole state (the release's) or on each object (``TrainConfig.hinge_on``)"""
+    temporal_negatives: bool = False
+    """ask the latent to change wherever a transition's frames change (``TrainConfig.temporal_negatives``; not the release's)"""
     val_fraction: float = 0.02
     """share of the training episodes held out to choose the best checkpoint (0: lowest training loss, the paper's choice)"""
     paper: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -110,6 +118,22 @@ def data_path(work: Path, env_id: str, data: Data, seed: int, actions: str | Non
     kw = "_".join(f"{k}-{_slug(str(v))}" for k, v in sorted(env_kwargs.items()))
     name = f"{env_id.split('/')[-1]}_{_slug(actions or 'all')}_{data.episodes}x{data.steps}w{data.warmup}_tw{twins or 0}_s{seed}"
     return work / "data" / (name + (f"_{kw}" if kw else "") + ".h5")
+
+
+#: fields of a Setting that do not change what its runs compute
+_PRESENTATION = ("title", "variants", "metrics", "paper", "sweep")
+
+
+def setting_digest(s: Setting) -> str:
+    """A short digest of what a setting's runs depend on (data, protocol, training); options left at their defaults do not count."""
+    keep = {}
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if f.name not in _PRESENTATION and value != default:
+            keep[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def run_dir(work: Path, s: Setting, variant: str, seed: int) -> Path:
@@ -152,6 +176,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             dataset=job["dataset"], out_dir=str(out), epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"],
             seed=job["seed"], device=job["device"], progress=False, tensorboard=False, resume=(out / "last.pt").exists(),
             val_fraction=job["val_fraction"], hinge_on=job.get("hinge_on", "state"),
+            temporal_negatives=job.get("temporal_negatives", False),
         )
         train(spec, cfg)
     summary_data = json.loads(summary.read_text())
@@ -233,6 +258,7 @@ def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str
                     "size": s.size, "dataset": str(train), "eval_dataset": str(ev), "out_dir": str(run_dir(work, s, v, seed)),
                     "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "device": device, "threads": threads,
                     "horizon": s.horizon, "hard_negatives": s.hard_negatives, "val_fraction": s.val_fraction, "hinge_on": s.hinge_on,
+                    "temporal_negatives": s.temporal_negatives,
                 })
     return jobs
 
@@ -288,8 +314,35 @@ def collect_results(settings: list[Setting], seeds: list[int], work: Path) -> li
                     r = json.loads(path.read_text())
                     rows.append({"setting": s.key, "variant": v, "seed": seed, **r["metrics"],
                                  "train_seconds": r["train_seconds"], "best_epoch": r["best_epoch"], "parameters": r["parameters"],
-                                 "device": r["device"]})
+                                 "device": r["device"], "config": setting_digest(s)})
     return rows
+
+
+def earlier_rows(path: Path, settings: list[Setting], have: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Rows of an earlier report's CSV for runs not in ``have`` whose setting is unchanged; and how many rows were stale."""
+    if not path.exists():
+        return [], 0
+    by_key = {s.key: s for s in settings}
+    done = {(r["setting"], r["variant"], r["seed"]) for r in have}
+    kept, stale = [], 0
+    with open(path, newline="") as fh:
+        for raw in csv.DictReader(fh):
+            s = by_key.get(raw.get("setting", ""))
+            if s is None or raw.get("variant") not in s.variants:
+                continue
+            if raw.get("config") != setting_digest(s):
+                stale += 1
+                continue
+            row: dict[str, Any] = {"setting": s.key, "variant": raw["variant"], "seed": int(raw["seed"]), "device": raw["device"],
+                                   "config": raw["config"], "carried": True}
+            if (row["setting"], row["variant"], row["seed"]) in done:
+                continue
+            for k in (*METRICS, "train_seconds"):
+                row[k] = float(raw[k]) if raw.get(k) not in (None, "") else None
+            for k in ("best_epoch", "parameters"):
+                row[k] = int(float(raw[k])) if raw.get(k) not in (None, "") else None
+            kept.append(row)
+    return kept, stale
 
 
 def summarise(rows: list[dict[str, Any]], setting: str, variant: str, metric: str) -> tuple[float, float, int]:
@@ -318,6 +371,11 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
              f"Seeds {', '.join(map(str, seeds))}; cells are mean ± standard deviation over seeds (n - 1), the paper's "
              "figure in [brackets] where it reports one (Park et al., earlier full version, arXiv 2204.11371). "
              f"Hardware: {'; '.join(devices) or 'n/a'}.", ""]
+    carried = sum(1 for r in rows if r.get("carried"))
+    if carried:
+        lines[-1:-1] = [f"{carried} of {len(rows)} runs were evaluated for an earlier version of this report (same settings, "
+                        "`config` column of the CSV) and are carried over from its CSV"
+                        f"{'; the rest were read from their runs' if carried < len(rows) else ''}.", ""]
     for s in settings:
         variants = list(s.variants)
         acts = f"trained on `{s.train_actions}`" if s.train_actions else "trained on all actions"
@@ -327,7 +385,8 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
                   f"{s.eval.episodes} episodes with all actions, other seeds, {s.horizon}-step prediction"
                   f"{f', {s.twins} twins' if s.twins else ''}{f', {s.hard_negatives} hard negatives' if s.hard_negatives else ''}. "
                   f"`{s.size}` models, {s.epochs} epochs, batch {s.batch_size}, Adam lr {s.lr}"
-                  f"{', one hinge per object' if s.hinge_on == 'object' else ''}.", ""]
+                  f"{', one hinge per object' if s.hinge_on == 'object' else ''}"
+                  f"{', temporal negatives' if s.temporal_negatives else ''}.", ""]
         lines.append("| model | " + " | ".join(METRICS[m][0] for m in s.metrics) + " | params | train s |")
         lines.append("|---" * (len(s.metrics) + 3) + "|")
         for v in variants:
@@ -394,11 +453,17 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
 
 def write_report(name: str, title: str, intro: list[str], settings: list[Setting], seeds: list[int], work: Path, out: Path, scale: str,
                  metric_of: Callable[[Setting], str]) -> Path:
-    """Write ``<out>/<name>_<scale>.{md,csv,png}`` from the runs' evaluations."""
-    rows = collect_results(settings, seeds, work)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``<out>/<name>_<scale>.{md,csv,png}`` from the runs' evaluations and the earlier report's rows of runs not here."""
     stem = f"{name}_{scale}"
-    keys = ["setting", "variant", "seed", *METRICS, "train_seconds", "best_epoch", "parameters", "device"]
+    rows = collect_results(settings, seeds, work)
+    kept, stale = earlier_rows(out / f"{stem}.csv", settings, rows)
+    if kept or stale:
+        _log(f"{len(kept)} row(s) carried over from the earlier {stem}.csv (runs not in {work}); {stale} dropped (setting changed)")
+    order = {(s.key, v): (i, j) for i, s in enumerate(settings) for j, v in enumerate(s.variants)}
+    rows = sorted(rows + kept, key=lambda r: (order[r["setting"], r["variant"]], r["seed"]))
+    seeds = sorted(set(seeds) | {r["seed"] for r in rows})
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ["setting", "variant", "seed", *METRICS, "train_seconds", "best_epoch", "parameters", "device", "config"]
     tmp = out / f".{stem}.csv.tmp"
     with open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
@@ -442,21 +507,21 @@ def main(name: str, title: str, intro: list[str], build: Callable[[str, bool], l
     if args.quick:
         args.seeds = args.seeds[:1]
     settings = build(args.scale, args.quick)
+    selected = settings
     if args.only:
         unknown = set(args.only) - {s.key for s in settings}
         if unknown:
             raise SystemExit(f"unknown setting(s) {sorted(unknown)}; known: {[s.key for s in settings]}")
-        settings = [s for s in settings if s.key in args.only]
+        selected = [s for s in settings if s.key in args.only]
     if args.variants:
-        for s in settings:
-            s.variants = tuple(v for v in s.variants if v in args.variants)
+        selected = [dataclasses.replace(s, variants=tuple(v for v in s.variants if v in args.variants)) for s in selected]
     work = Path(args.work or ROOT / "runs" / "bench" / ("quick" if args.quick else args.scale))
     out = Path(args.out) if args.out else work / "results" if args.quick else ROOT / "benchmarks" / "results" / "tables"
     start = time.perf_counter()
     if not args.report_only:
-        _log(f"{name}: {len(settings)} setting(s), seeds {args.seeds}, work dir {work}")
-        collect_all(settings, args.seeds, work, n_envs=max(1, args.jobs * args.threads))
-        run_pool(make_jobs(settings, args.seeds, work, args.device, args.threads), args.jobs)
+        _log(f"{name}: {len(selected)} setting(s), seeds {args.seeds}, work dir {work}")
+        collect_all(selected, args.seeds, work, n_envs=max(1, args.jobs * args.threads))
+        run_pool(make_jobs(selected, args.seeds, work, args.device, args.threads), args.jobs)
     intro = [*intro, "", f"Made by `python benchmarks/{name}.py --scale {args.scale}` (Python {platform.python_version()}); "
              f"{args.jobs} runs at a time with {args.threads} thread(s) each."]
     md = write_report(name, title, intro, settings, args.seeds, work, out, args.scale, metric_of)

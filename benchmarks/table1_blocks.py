@@ -57,11 +57,13 @@ def grid_setting(scale: str, quick: bool, key: str, title: str, env_id: str = "s
 
 
 def build(scale: str, quick: bool) -> list[Setting]:
-    """The release's setting, and the same data with one hinge per object (``TrainConfig.hinge_on``), trained twice as long on CPU."""
+    """The release's setting; the same data with one hinge per object (``TrainConfig.hinge_on``), trained twice as long on CPU; and with temporal negatives (``TrainConfig.temporal_negatives``)."""
     return [
         grid_setting(scale, quick, "cubes-no-left", "3D Blocks trained without 'left', 10 steps, all actions", paper=PAPER),
         grid_setting(scale, quick, "cubes-no-left-object-hinge", "The same, with one hinge per object in the loss",
                      variants=("ours",), hinge_on="object", **({"epochs": 16} if scale == "cpu" else {})),
+        grid_setting(scale, quick, "cubes-no-left-temporal", "The same, with temporal negatives in the loss",
+                     variants=("ours",), temporal_negatives=True),
     ]
 
 

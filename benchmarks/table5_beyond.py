@@ -5,13 +5,16 @@
 3. data efficiency: Hits@1 of ``ours`` and ``none`` trained without "left" on 12,500, 25,000, 50,000
    and 100,000 one-step transitions (the 100,000-transition runs are those of table 1). Smaller sets
    train for at least as many optimiser steps as half the full run, so that the curve does not only
-   measure compute.
+   measure compute;
+4. temporal negatives (``TrainConfig.temporal_negatives``, not the release's loss) on the two
+   settings where an ``ours`` seed lost an object slot: the D4 world and 50,000 transitions.
 
     .venv/bin/python benchmarks/table5_beyond.py                 # cpu scale (after table1_blocks.py)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -25,7 +28,7 @@ SIZES = (12_500, 25_000, 50_000, 100_000)
 
 
 def build(scale: str, quick: bool):
-    """Held-out 'up', D4 world, and the data-efficiency sweep."""
+    """Held-out 'up', D4 world, the data-efficiency sweep, and temporal negatives where a slot was lost."""
     v = ("none", "ours")
     out = [
         grid_setting(scale, quick, "cubes-no-up", "3D Blocks trained without 'up'", held_out="up", variants=v, metrics=METRICS),
@@ -42,6 +45,11 @@ def build(scale: str, quick: bool):
         s.epochs = max(s.epochs, math.ceil(min_steps / steps_per_epoch)) if not quick else s.epochs
         s.sweep = ("data efficiency (trained without 'left')", s.train.episodes * s.train.steps)
         out.append(s)
+    by_key = {s.key: s for s in out}
+    for base, title in (("cubes-d4-no-left", "D4 world without 'left', temporal negatives in the loss"),
+                        ("cubes-no-left-n50000", "without 'left', 50,000 transitions, temporal negatives in the loss")):
+        out.append(dataclasses.replace(by_key[base], key=f"{base}-temporal", title=title, variants=("ours",), sweep=None,
+                                       temporal_negatives=True))
     return out
 
 

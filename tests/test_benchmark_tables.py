@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import paper_tables as tables  # noqa: E402
+import sen_object_response  # noqa: E402
 import table1_blocks  # noqa: E402
 
 
@@ -27,15 +29,43 @@ def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "out" / "table1_blocks_cpu.csv")))
     assert sorted((r["setting"], r["variant"]) for r in rows) == [
         ("cubes-no-left", "full"), ("cubes-no-left", "none"), ("cubes-no-left", "ours"),
-        ("cubes-no-left-object-hinge", "ours")]
-    assert "one hinge per object" in text
+        ("cubes-no-left-object-hinge", "ours"), ("cubes-no-left-temporal", "ours")]
+    assert "one hinge per object" in text and "temporal negatives." in text
     run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-object-hinge" / "ours" / "seed0" / "config.json").read_text())
     assert run["train"]["hinge_on"] == "object"
+    run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-temporal" / "ours" / "seed0" / "config.json").read_text())
+    assert run["train"]["temporal_negatives"] is True
     assert all(0.0 <= float(r["hits@1"]) <= 100.0 and float(r["ee"]) >= 0.0 for r in rows)
     assert (tmp_path / "out" / "table1_blocks_cpu.png").stat().st_size > 0
     capsys.readouterr()
     table1_blocks.main("table1_blocks", "t1", table1_blocks.INTRO, table1_blocks.build, lambda s: "hits@1", argv)
-    assert "4 of 4 runs already done" in capsys.readouterr().out
+    assert "5 of 5 runs already done" in capsys.readouterr().out
+    # the SEN diagnostic reads the same runs: five cubes, init -> trained, for hidden channels and maps
+    diag = sen_object_response.main(["--work", str(tmp_path / "work"), "--settings", "cubes-no-left-temporal", "--seeds", "0",
+                                     "--out", str(tmp_path / "out" / "sen.md")])
+    row = [line for line in diag.read_text().splitlines() if line.startswith("| cubes-no-left-temporal | 0 |")]
+    assert len(row) == 1 and row[0].count("->") == 10
+
+
+def test_a_report_keeps_the_rows_of_runs_it_does_not_have_while_their_setting_is_unchanged(tmp_path):
+    settings = table1_blocks.build("cpu", False)
+    s = settings[0]
+    row = {"setting": s.key, "variant": "ours", "seed": 7, "hits@1": 91.5, "mrr": 95.0, "train_seconds": 100.0, "best_epoch": 8,
+           "parameters": 10, "device": "some CPU", "config": tables.setting_digest(s)}
+    stale = {**row, "seed": 8, "config": "0123456789ab"}
+    with open(tmp_path / "t_cpu.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        w.writeheader()
+        w.writerows([row, stale])
+    md = tables.write_report("t", "T", [], settings, [0], tmp_path / "no-work", tmp_path, "cpu", lambda s: "hits@1")
+    rows = list(csv.DictReader(open(tmp_path / "t_cpu.csv")))
+    assert [(r["setting"], r["variant"], r["seed"], r["hits@1"]) for r in rows] == [(s.key, "ours", "7", "91.5")]
+    text = md.read_text()
+    assert "1 of 1 runs were evaluated for an earlier version" in text and "Seeds 0, 7;" in text
+    assert "| ours | 91.5 ± 0.0 (1 of 2 seeds) [99.9 ± 0.0]" in text
+    # a setting's digest ignores presentation and options left at their defaults, not what the runs compute
+    assert tables.setting_digest(s) == tables.setting_digest(dataclasses.replace(s, title="other", variants=("ours",)))
+    assert tables.setting_digest(s) != tables.setting_digest(dataclasses.replace(s, epochs=s.epochs + 1))
 
 
 def test_summary_statistics_and_cells():
