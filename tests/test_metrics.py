@@ -22,6 +22,7 @@ from symwm.world_models.metrics import (
     metrics_from_ranks,
     random_pairs,
     ranking_metrics,
+    ranks_with_and_without_ids,
     retrieval_ranks,
     slot_usage,
 )
@@ -142,6 +143,10 @@ def test_distinct_targets_leave_episodes_with_the_same_final_observation_out_of_
     assert retrieval_ranks(pred, target, chunk_size=2, target_ids=ids).tolist() == [1, 1, 1, 1, 1]
     wrong = torch.tensor([[0.0], [0.0], [0.4], [0.0], [10.0]])  # a different final observation still counts as wrong
     assert retrieval_ranks(pred, wrong, target_ids=ids).tolist() == [1, 1, 4, 1, 1]
+    # both rankings from one pass over the distances, as evaluate() asks for them
+    plain, distinct = ranks_with_and_without_ids(pred, target, ids, chunk_size=2)
+    assert plain.tolist() == [3, 1, 1, 2, 1] and distinct.tolist() == [1, 1, 1, 1, 1]
+    assert ranks_with_and_without_ids(pred, target, None)[1] is None
     assert ranking_metrics(pred, target, ks=(1,), target_ids=ids)["hits@1"] == 100.0
     with pytest.raises(ValueError, match="target_ids"):
         retrieval_ranks(pred, target, target_ids=ids[:3])

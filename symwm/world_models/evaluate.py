@@ -44,7 +44,8 @@ from symwm.world_models.metrics import (
     hard_ranking_metrics,
     identical_rows,
     mean_equivariance_error,
-    ranking_metrics,
+    metrics_from_ranks,
+    ranks_with_and_without_ids,
     release_distance_invariance_error,
     slot_usage,
 )
@@ -167,13 +168,14 @@ def evaluate(
     pred = _batched(model.rollout, z, actions, batch_size=batch_size, device=device, desc=bar(f"{horizon}-step predictions"))
     target = _batched(model.encode, next_obs, batch_size=batch_size, device=device, desc=bar("true latents"))
     results: dict[str, float] = {"episodes": float(len(paths)), "horizon": float(horizon)}
-    results.update(ranking_metrics(pred, target))
+    ids = identical_rows(next_obs) if distinct_targets else None
+    ranks, distinct = ranks_with_and_without_ids(pred, target, ids)  # one pass over the N x N distances for both
+    results.update(metrics_from_ranks(ranks))
     if target.dim() == 3 and target.shape[1] > 1 and target.shape[0] > 1:  # [N, K, D] with K objects
         results["slot_usage"] = slot_usage(target)
-    if distinct_targets:
-        ids = identical_rows(next_obs)
+    if distinct is not None:
         results["distinct_final_obs"] = float(int(ids.max()) + 1)
-        results.update({f"distinct_{k}": v for k, v in ranking_metrics(pred, target, target_ids=ids).items()})
+        results.update({f"distinct_{k}": v for k, v in metrics_from_ranks(distinct).items()})
 
     if hard_negatives:
         rng = np.random.default_rng(seed)

@@ -83,6 +83,14 @@ def retrieval_ranks(
     candidates for ``n`` (episodes that end in the same observation; see "Distinct targets").
     ``chunk_size`` rows of the N x N matrix are held at a time (default: about 4M entries).
     """
+    plain, distinct = ranks_with_and_without_ids(pred, target, target_ids, chunk_size)
+    return plain if distinct is None else distinct
+
+
+def ranks_with_and_without_ids(
+    pred: torch.Tensor, target: torch.Tensor, target_ids: torch.Tensor | None, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`retrieval_ranks` without and with ``target_ids`` from one pass over the distances (``None`` without ids)."""
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
     p, t = _flat64(pred, "pred"), _flat64(target, "target")  # [N, F]
@@ -95,17 +103,19 @@ def retrieval_ranks(
     rows = chunk_size if chunk_size is not None else max(1, DEFAULT_BLOCK_ENTRIES // n)
     if rows < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    out = torch.empty(n, dtype=torch.int64, device=p.device)
+    plain = torch.empty(n, dtype=torch.int64, device=p.device)
+    distinct = None if ids is None else torch.empty(n, dtype=torch.int64, device=p.device)
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         d = _sq_dists(t[i0:i1], p)  # [r, N]
         local = torch.arange(i1 - i0, device=p.device)
         true = d[local, local + i0]  # [r], taken from the same matrix so ties are exact
         closer = d < true[:, None]  # [r, N]
-        if ids is not None:
+        plain[i0:i1] = 1 + closer.sum(dim=1)
+        if distinct is not None:
             closer &= ids[i0:i1, None] != ids[None, :]  # the same final observation: not a wrong answer
-        out[i0:i1] = 1 + closer.sum(dim=1)
-    return out
+            distinct[i0:i1] = 1 + closer.sum(dim=1)
+    return plain, distinct
 
 
 def metrics_from_ranks(ranks: torch.Tensor, ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
