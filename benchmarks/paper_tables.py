@@ -11,9 +11,9 @@ variants). For every setting and seed the runner
 3. writes ``<out>/<table>_<scale>.md`` (mean +- std over seeds, the paper's figure beside each cell),
    ``.csv`` (one row per setting, variant and seed) and ``.png``. The report covers every setting
    of the table, not only those run now (``--only``, ``--variants``, ``--seeds``): a row whose run is
-   not in the work directory is carried over from the previous ``.csv`` if its setting is unchanged
-   (the ``config`` column, :func:`setting_digest`), so a table can grow by one setting or seed
-   on another day or machine without retraining the rest.
+   not in the work directory is carried over from the previous ``.csv`` (or a sibling table's, for a
+   shared setting) if its setting is unchanged (the ``config`` column, :func:`setting_digest`), so a
+   table can grow by one setting or seed on another day or machine without retraining the rest.
 
 Seeds: seed ``s`` trains on rollouts with seed ``1000 s + 1``, evaluates on rollouts with seed
 ``1000 s + 2`` (never seen in training) and initialises and shuffles with ``s``. Seed 0 therefore
@@ -318,30 +318,36 @@ def collect_results(settings: list[Setting], seeds: list[int], work: Path) -> li
     return rows
 
 
-def earlier_rows(path: Path, settings: list[Setting], have: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Rows of an earlier report's CSV for runs not in ``have`` whose setting is unchanged; and how many rows were stale."""
-    if not path.exists():
-        return [], 0
+def earlier_rows(paths: list[Path], settings: list[Setting], have: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Rows of earlier reports' CSVs for runs not in ``have`` whose setting is unchanged (first file wins); and how many were stale.
+
+    Tables share settings (table 5's 100,000-transition point is table 1's setting, same key, same
+    runs), so a table reads its own CSV first and then its siblings'.
+    """
     by_key = {s.key: s for s in settings}
     done = {(r["setting"], r["variant"], r["seed"]) for r in have}
     kept, stale = [], 0
-    with open(path, newline="") as fh:
-        for raw in csv.DictReader(fh):
-            s = by_key.get(raw.get("setting", ""))
-            if s is None or raw.get("variant") not in s.variants:
-                continue
-            if raw.get("config") != setting_digest(s):
-                stale += 1
-                continue
-            row: dict[str, Any] = {"setting": s.key, "variant": raw["variant"], "seed": int(raw["seed"]), "device": raw["device"],
-                                   "config": raw["config"], "carried": True}
-            if (row["setting"], row["variant"], row["seed"]) in done:
-                continue
-            for k in (*METRICS, "train_seconds"):
-                row[k] = float(raw[k]) if raw.get(k) not in (None, "") else None
-            for k in ("best_epoch", "parameters"):
-                row[k] = int(float(raw[k])) if raw.get(k) not in (None, "") else None
-            kept.append(row)
+    for path in paths:
+        if not path.exists():
+            continue
+        with open(path, newline="") as fh:
+            for raw in csv.DictReader(fh):
+                s = by_key.get(raw.get("setting", ""))
+                if s is None or raw.get("variant") not in s.variants:
+                    continue
+                if raw.get("config") != setting_digest(s):
+                    stale += 1
+                    continue
+                row: dict[str, Any] = {"setting": s.key, "variant": raw["variant"], "seed": int(raw["seed"]), "device": raw["device"],
+                                       "config": raw["config"], "carried": True}
+                if (row["setting"], row["variant"], row["seed"]) in done:
+                    continue
+                for k in (*METRICS, "train_seconds"):
+                    row[k] = float(raw[k]) if raw.get(k) not in (None, "") else None
+                for k in ("best_epoch", "parameters"):
+                    row[k] = int(float(raw[k])) if raw.get(k) not in (None, "") else None
+                kept.append(row)
+                done.add((row["setting"], row["variant"], row["seed"]))
     return kept, stale
 
 
@@ -373,8 +379,8 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
              f"Hardware: {'; '.join(devices) or 'n/a'}.", ""]
     carried = sum(1 for r in rows if r.get("carried"))
     if carried:
-        lines[-1:-1] = [f"{carried} of {len(rows)} runs were evaluated for an earlier version of this report (same settings, "
-                        "`config` column of the CSV) and are carried over from its CSV"
+        lines[-1:-1] = [f"{carried} of {len(rows)} runs are carried over from earlier reports' CSVs (this table's, or another "
+                        "table's for a setting both share), matched by the `config` column: same data, protocol and training"
                         f"{'; the rest were read from their runs' if carried < len(rows) else ''}.", ""]
     for s in settings:
         variants = list(s.variants)
@@ -456,9 +462,10 @@ def write_report(name: str, title: str, intro: list[str], settings: list[Setting
     """Write ``<out>/<name>_<scale>.{md,csv,png}`` from the runs' evaluations and the earlier report's rows of runs not here."""
     stem = f"{name}_{scale}"
     rows = collect_results(settings, seeds, work)
-    kept, stale = earlier_rows(out / f"{stem}.csv", settings, rows)
+    siblings = sorted(p for p in out.glob(f"*_{scale}.csv") if p.name != f"{stem}.csv")
+    kept, stale = earlier_rows([out / f"{stem}.csv", *siblings], settings, rows)
     if kept or stale:
-        _log(f"{len(kept)} row(s) carried over from the earlier {stem}.csv (runs not in {work}); {stale} dropped (setting changed)")
+        _log(f"{len(kept)} row(s) carried over from earlier reports in {out} (runs not in {work}); {stale} dropped (setting changed)")
     order = {(s.key, v): (i, j) for i, s in enumerate(settings) for j, v in enumerate(s.variants)}
     rows = sorted(rows + kept, key=lambda r: (order[r["setting"], r["variant"]], r["seed"]))
     seeds = sorted(set(seeds) | {r["seed"] for r in rows})

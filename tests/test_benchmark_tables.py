@@ -61,7 +61,7 @@ def test_a_report_keeps_the_rows_of_runs_it_does_not_have_while_their_setting_is
     rows = list(csv.DictReader(open(tmp_path / "t_cpu.csv")))
     assert [(r["setting"], r["variant"], r["seed"], r["hits@1"]) for r in rows] == [(s.key, "ours", "7", "91.5")]
     text = md.read_text()
-    assert "1 of 1 runs were evaluated for an earlier version" in text and "Seeds 0, 7;" in text
+    assert "1 of 1 runs are carried over from earlier reports" in text and "Seeds 0, 7;" in text
     assert "| ours | 91.5 ± 0.0 (1 of 2 seeds) [99.9 ± 0.0]" in text
     # a setting's digest ignores presentation and options left at their defaults, not what the runs compute
     assert tables.setting_digest(s) == tables.setting_digest(dataclasses.replace(s, title="other", variants=("ours",)))
