@@ -379,7 +379,7 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
              f"Hardware: {'; '.join(devices) or 'n/a'}.", ""]
     carried = sum(1 for r in rows if r.get("carried"))
     if carried:
-        lines[-1:-1] = [f"{carried} of {len(rows)} runs are carried over from earlier reports' CSVs (this table's, or another "
+        lines += [f"{carried} of {len(rows)} runs are carried over from earlier reports' CSVs (this table's, or another "
                         "table's for a setting both share), matched by the `config` column: same data, protocol and training"
                         f"{'; the rest were read from their runs' if carried < len(rows) else ''}.", ""]
     for s in settings:
@@ -419,13 +419,14 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
         if s.sweep is not None:
             sweeps.setdefault(s.sweep[0], []).append(s)
     panels = len(blocks) + len(sweeps)
+    colour = {v: f"C{i}" for i, v in enumerate(dict.fromkeys(v for s in settings for v in s.variants))}  # one colour per variant
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels + 0.4, 3.4), squeeze=False)
     for ax, s in zip(axes[0], blocks):
         m = metric_of(s)
         label, factor, _ = METRICS[m]
         for i, v in enumerate(s.variants):
             mean, std, n = summarise(rows, s.key, v, m)
-            ax.bar(i, mean * factor, yerr=std * factor, color=f"C{i}", alpha=0.75, capsize=3)
+            ax.bar(i, mean * factor, yerr=std * factor, color=colour[v], alpha=0.75, capsize=3)
             vals = [r[m] * factor for r in rows if r["setting"] == s.key and r["variant"] == v]
             ax.plot([i] * len(vals), vals, "k.", ms=4)
             paper = s.paper.get(v, {}).get(m)
@@ -441,7 +442,7 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
         for i, v in enumerate(group[0].variants):
             xs = [s.sweep[1] for s in group]
             stats = [summarise(rows, s.key, v, m) for s in group]
-            ax.errorbar(xs, [st[0] * factor for st in stats], yerr=[st[1] * factor for st in stats], marker="o", capsize=3, label=v, color=f"C{i}")
+            ax.errorbar(xs, [st[0] * factor for st in stats], yerr=[st[1] * factor for st in stats], marker="o", capsize=3, label=v, color=colour[v])
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks(xs, [f"{x:,.0f}" for x in xs])
