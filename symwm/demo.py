@@ -62,6 +62,8 @@ class DemoConfig:
     """learning-rate schedule ('constant' or 'cosine', see TrainConfig)"""
     val_fraction: float = 0.02
     """share of the training episodes held out to choose the best checkpoint"""
+    temporal_negatives: bool = False
+    """train both models with temporal negatives (not the release's loss; TrainConfig.temporal_negatives)"""
     ours_shared: float = 0.5
     """share of ours' optimiser steps trained with one thread while none trains beside it; the rest use both threads"""
     horizon: int = 10
@@ -152,6 +154,8 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
             "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--no-progress",
             "--val-fraction", str(cfg.val_fraction), "--lr-schedule", cfg.lr_schedule, "--num-threads", str(threads),
         ]
+        if cfg.temporal_negatives:
+            cmd.append("--temporal-negatives")
         if (run / "last.pt").exists():
             cmd.append("--resume")
         if steps is not None:
@@ -283,7 +287,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         f"{cfg.train_transitions} one-step episodes from random start states **without the '{cfg.held_out}' action**; "
         f"evaluation: {cfg.eval_episodes} episodes of {cfg.steps} steps with all actions, other seeds, each "
         f"{cfg.horizon}-step prediction ranked among all {cfg.eval_episodes}; EE and DIE at the quarter turn.",
-        f"Models at the `cpu` size, {cfg.epochs} epochs, batch {cfg.batch_size}, Adam lr {cfg.lr}, seed {cfg.seed}; "
+        f"Models at the `cpu` size, {cfg.epochs} epochs, batch {cfg.batch_size}, Adam lr {cfg.lr}, seed {cfg.seed}"
+        f"{', temporal negatives in the loss (not the release)' if cfg.temporal_negatives else ''}; "
         f"best checkpoint by the loss on {cfg.val_fraction:.0%} of the training episodes held out ({best}).",
         "",
         format_table(rows, title),
