@@ -307,6 +307,7 @@ def collect_results(settings: list[Setting], seeds: list[int], work: Path) -> li
     """One row per setting, variant and seed that has an evaluation."""
     rows = []
     for s in settings:
+        config = setting_digest(s)
         for v in s.variants:
             for seed in seeds:
                 path = run_dir(work, s, v, seed) / "eval.json"
@@ -314,7 +315,7 @@ def collect_results(settings: list[Setting], seeds: list[int], work: Path) -> li
                     r = json.loads(path.read_text())
                     rows.append({"setting": s.key, "variant": v, "seed": seed, **r["metrics"],
                                  "train_seconds": r["train_seconds"], "best_epoch": r["best_epoch"], "parameters": r["parameters"],
-                                 "device": r["device"], "config": setting_digest(s)})
+                                 "device": r["device"], "config": config})
     return rows
 
 
@@ -325,6 +326,7 @@ def earlier_rows(paths: list[Path], settings: list[Setting], have: list[dict[str
     runs), so a table reads its own CSV first and then its siblings'.
     """
     by_key = {s.key: s for s in settings}
+    digest = {s.key: setting_digest(s) for s in settings}
     done = {(r["setting"], r["variant"], r["seed"]) for r in have}
     kept, stale = [], 0
     for path in paths:
@@ -335,19 +337,20 @@ def earlier_rows(paths: list[Path], settings: list[Setting], have: list[dict[str
                 s = by_key.get(raw.get("setting", ""))
                 if s is None or raw.get("variant") not in s.variants:
                     continue
-                if raw.get("config") != setting_digest(s):
+                if raw.get("config") != digest[s.key]:
                     stale += 1
                     continue
-                row: dict[str, Any] = {"setting": s.key, "variant": raw["variant"], "seed": int(raw["seed"]), "device": raw["device"],
-                                       "config": raw["config"], "carried": True}
-                if (row["setting"], row["variant"], row["seed"]) in done:
+                key = (s.key, raw["variant"], int(raw["seed"]))
+                if key in done:
                     continue
+                row: dict[str, Any] = {"setting": s.key, "variant": raw["variant"], "seed": key[2], "device": raw["device"],
+                                       "config": raw["config"], "carried": True}
                 for k in (*METRICS, "train_seconds"):
                     row[k] = float(raw[k]) if raw.get(k) not in (None, "") else None
                 for k in ("best_epoch", "parameters"):
                     row[k] = int(float(raw[k])) if raw.get(k) not in (None, "") else None
                 kept.append(row)
-                done.add((row["setting"], row["variant"], row["seed"]))
+                done.add(key)
     return kept, stale
 
 
@@ -380,8 +383,8 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
     carried = sum(1 for r in rows if r.get("carried"))
     if carried:
         lines += [f"{carried} of {len(rows)} runs are carried over from earlier reports' CSVs (this table's, or another "
-                        "table's for a setting both share), matched by the `config` column: same data, protocol and training"
-                        f"{'; the rest were read from their runs' if carried < len(rows) else ''}.", ""]
+                  "table's for a setting both share), matched by the `config` column: same data, protocol and training"
+                  f"{'; the rest were read from their runs' if carried < len(rows) else ''}.", ""]
     for s in settings:
         variants = list(s.variants)
         acts = f"trained on `{s.train_actions}`" if s.train_actions else "trained on all actions"

@@ -67,7 +67,7 @@ def bn_statistics_from(model: torch.nn.Module, frames: torch.Tensor) -> None:
 
 def measure(run: Path, eval_frames: torch.Tensor) -> dict[str, list[float]]:
     """Hidden and map responses per cube at initialisation and after training of one run."""
-    from symwm.world_models.build import build_model
+    from symwm.world_models.build import build_model, make_env
     from symwm.world_models.checkpoint import load_model
     from symwm.world_models.model import ModelSpec
 
@@ -77,7 +77,7 @@ def measure(run: Path, eval_frames: torch.Tensor) -> dict[str, list[float]]:
     torch.manual_seed(cfg["train"]["seed"])  # as train() does before it builds the model
     init = build_model(spec, initialize=True)
     bn_statistics_from(init, eval_frames)
-    env = trained_env(spec)
+    env = make_env(spec)
     empty = torch.from_numpy(env.renderer.render(np.zeros((0, 2), dtype=int)))[None]
     out: dict[str, list[float]] = {"init_hidden": [], "init_map": [], "hidden": [], "map": []}
     for cube in range(env.n_objects):
@@ -87,15 +87,6 @@ def measure(run: Path, eval_frames: torch.Tensor) -> dict[str, list[float]]:
             out[prefix + "hidden"].append(float(hid.max()))
             out[prefix + "map"].append(float(maps.max()))
     return out
-
-
-def trained_env(spec):
-    """The unwrapped environment of a model spec."""
-    import gymnasium as gym
-
-    import symwm.envs  # noqa: F401  (registers the ids)
-
-    return gym.make(spec.env_id, **spec.env_kwargs).unwrapped
 
 
 def main(argv: list[str] | None = None) -> Path:
