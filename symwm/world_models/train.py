@@ -258,6 +258,7 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
     """
     out = Path(cfg.out_dir)
     rank = int(os.environ.get("RANK", "0"))
+    own_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()  # _distributed() will start it
     lock = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -271,6 +272,8 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
+        if own_group and dist.is_initialized():  # a group left to interpreter exit can abort a rank (gloo threads)
+            dist.destroy_process_group()
 
 
 def _train(
