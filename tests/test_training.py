@@ -243,3 +243,28 @@ def test_distributed_training_on_two_cpu_processes(dataset, tmp_path, family):
     # only rank 0 logs: one TensorBoard event file, no temporary files left behind
     assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "summary.json", "tb", "train_log.csv"]
+
+
+_GROUP_LIFETIME = """
+import os, torch, torch.distributed as dist
+from symwm.world_models.train import _distributed
+_distributed()
+torch.optim.Adam(torch.nn.Linear(2, 2).parameters())  # its first import of torch._dynamo used to pin the group
+dist.destroy_process_group()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("threads:", ",".join(sorted(names)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through /proc")
+def test_destroying_the_group_stops_gloo_threads(tmp_path):
+    """After destroy_process_group no gloo thread may run into interpreter exit (they aborted ranks)."""
+    script = tmp_path / "group.py"
+    script.write_text(_GROUP_LIFETIME)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("threads:")]
+    assert len(lines) == 2
+    assert not any("gloo" in line for line in lines), lines

@@ -168,6 +168,11 @@ def _distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
+        # torch 2.13: the first import of torch._dynamo (by the optimiser or DistributedDataParallel)
+        # after init_process_group keeps the default group alive past destroy_process_group; its
+        # gloo threads then ran into interpreter exit and aborted a rank about once in six runs.
+        import torch._dynamo  # noqa: F401  (imported first, it holds no group)
+
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
     if dist.is_initialized():
@@ -272,7 +277,7 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
-        if own_group and dist.is_initialized():  # a group left to interpreter exit can abort a rank (gloo threads)
+        if own_group and dist.is_initialized():  # its gloo threads must not run into interpreter exit
             dist.destroy_process_group()
 
 
