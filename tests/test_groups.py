@@ -15,6 +15,8 @@ from symwm.envs.groups import (
     Symmetric,
     direction_transform,
     geodesic_distance,
+    geodesic_distances,
+    nearest_rotation,
     grid_cell_transform,
     rotation_from_vector,
     rotation_to_vector,
@@ -137,3 +139,15 @@ def test_permutation_moves_entries_to_their_slots():
         assert y[p.perm[i]] == x[i]
     q = s.elements()[13]
     assert np.array_equal(s.permute(p, s.permute(q, x)), s.permute(s.compose(p, q), x))
+
+
+def test_batched_geodesic_distances_and_the_nearest_rotation():
+    rng = np.random.default_rng(1)
+    a = np.stack([SO3().sample(rng) for _ in range(5)])
+    b = np.stack([SO3().sample(rng) for _ in range(5)])
+    assert np.allclose(geodesic_distances(a, b), [geodesic_distance(x, y) for x, y in zip(a, b)])
+    assert np.allclose(nearest_rotation(a[0]), a[0])
+    near = nearest_rotation(a[0] + 0.01 * rng.standard_normal((3, 3)))
+    assert SO3().contains(near) and geodesic_distance(near, a[0]) < 0.05
+    flipped = nearest_rotation(a[0] @ np.diag([1.0, 1.0, -1.0]))  # a reflection: the nearest rotation, never itself
+    assert np.linalg.det(flipped) == pytest.approx(1.0)

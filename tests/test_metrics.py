@@ -20,6 +20,7 @@ from symwm.world_models.metrics import (
     identical_rows,
     mean_equivariance_error,
     metrics_from_ranks,
+    pose_error,
     random_pairs,
     ranking_metrics,
     ranks_with_and_without_ids,
@@ -353,3 +354,21 @@ def test_slot_usage_finds_an_unused_slot():
     assert slot_usage(z) == 0.0
     with pytest.raises(ValueError, match="slot_usage"):
         slot_usage(z[:1])
+
+
+def test_pose_error_aligns_a_constant_right_factor_and_measures_the_rest():
+    from symwm.envs.groups import rotation_from_vector
+
+    rng = np.random.default_rng(0)
+    r = np.stack([SO3().sample(rng) for _ in range(200)])
+    c = SO3().sample(rng)
+    exact = pose_error(torch.tensor(r @ c, dtype=torch.float32), torch.tensor(r))
+    assert exact["pose_error_deg"] < 0.01 and exact["pose_error_median_deg"] < 0.01
+    axes = rng.standard_normal((200, 3))
+    off = np.stack([rotation_from_vector(a / np.linalg.norm(a) * np.radians(4.0)) for a in axes])
+    noisy = pose_error(torch.tensor(off @ r @ c), torch.tensor(r))  # every estimate 4 degrees off
+    assert noisy["pose_error_deg"] == pytest.approx(4.0, abs=0.2)
+    with pytest.raises(ValueError, match=r"\[N, 3, 3\]"):
+        pose_error(torch.zeros(4, 9), torch.zeros(4, 9))
+    with pytest.raises(ValueError, match="NaN"):
+        pose_error(torch.full((2, 3, 3), float("nan")), torch.tensor(r[:2]))

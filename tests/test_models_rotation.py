@@ -264,3 +264,22 @@ def test_the_rotation_family_reads_its_action_encoding_from_the_env():
     assert cont.transition.n_actions is None and "transition.small_vectors" not in cont.state_dict()
     old = {**cont.state_dict(), "transition.small_vectors": torch.zeros(6, 3)}  # saved before the contract: still loads
     cont.load_state_dict(old)
+
+
+def test_evaluation_and_validation_report_the_sen_pose_error(tmp_path):
+    """Where the SEN outputs rotations and the env names its pose, eval and training log the pose error."""
+    from symwm.world_models.collect import collect
+    from symwm.world_models.evaluate import evaluate, hard_negative_observations
+    from symwm.world_models.train import TrainConfig, train
+
+    data = collect(tmp_path / "r.h5", "symwm/RotatingObject-v0", n_episodes=12, episode_length=3, seed=2, progress=False)
+    model = build_model(spec("matmul", "small"), initialize=True)
+    out = evaluate(model, data, 1, hard_negatives=2)
+    assert 0.0 <= out["pose_error_median_deg"] <= 180.0 and 0.0 <= out["pose_error_deg"] <= 180.0
+    assert "hard_hits@1" in out
+    train(spec("matmul", "small"), TrainConfig(dataset=str(data), out_dir=str(tmp_path / "run"), epochs=1, batch_size=8,
+                                               val_fraction=0.25, progress=False, tensorboard=False))
+    header = (tmp_path / "run" / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert "val_pose_error_deg" in header
+    with pytest.raises(ValueError, match="pose_key"):
+        hard_negative_observations(object(), {"orientation": np.eye(3)[None]}, 1, np.random.default_rng(0))

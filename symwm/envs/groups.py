@@ -290,12 +290,27 @@ def rotation_to_vector(r: np.ndarray) -> np.ndarray:
     return w / (2.0 * np.sin(theta)) * theta
 
 
+def geodesic_distances(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """Angles in radians of the rotations ``r1^T r2``, batched over leading axes ``[..., 3, 3]`` (bi-invariant metric on SO(3))."""
+    r = np.swapaxes(np.asarray(r1, dtype=np.float64), -1, -2) @ np.asarray(r2, dtype=np.float64)
+    # atan2 of (sin, cos) stays accurate near 0 and pi, where arccos loses half the digits
+    w = np.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], axis=-1)
+    return np.arctan2(np.linalg.norm(w, axis=-1) / 2.0, (np.trace(r, axis1=-2, axis2=-1) - 1.0) / 2.0)
+
+
 def geodesic_distance(r1: np.ndarray, r2: np.ndarray) -> float:
     """Angle in radians of the rotation ``r1^T r2`` (the bi-invariant metric on SO(3))."""
-    r = np.asarray(r1).T @ np.asarray(r2)
-    # atan2 of (sin, cos) stays accurate near 0 and pi, where arccos loses half the digits
-    sin = np.linalg.norm([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]]) / 2.0
-    return float(np.arctan2(sin, (np.trace(r) - 1.0) / 2.0))
+    return float(geodesic_distances(r1, r2))
+
+
+def nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """The rotation (det +1) nearest to the 3x3 matrix ``m`` in Frobenius norm (orthogonal Procrustes).
+
+    ``U diag(1, 1, det(U V^T)) V^T`` from ``m = U S V^T``: the sign fix keeps reflections out.
+    """
+    u, _, vt = np.linalg.svd(np.asarray(m, dtype=np.float64))
+    u[:, -1] *= np.sign(np.linalg.det(u @ vt)) or 1.0
+    return u @ vt
 
 
 def is_rotation_matrix(r: Any, atol: float = 1e-6) -> bool:

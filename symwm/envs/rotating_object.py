@@ -49,6 +49,7 @@ from symwm.envs.groups import (
     SO3,
     Octahedral,
     geodesic_distance,
+    geodesic_distances,
     is_rotation_matrix,
     rotation_from_vector,
 )
@@ -164,6 +165,7 @@ class RotatingObjectEnv(SymmetricEnv):
     """Rotate a chiral molecule-like object into a target orientation; SO(3)-symmetric."""
 
     task = "reach a target orientation (-geodesic distance)"
+    pose_key = "orientation"  # SO(3) acts on it by left multiplication (hard negatives, pose error)
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
@@ -291,9 +293,7 @@ class RotatingObjectEnv(SymmetricEnv):
 
     def goal_distance(self, states: Mapping[str, np.ndarray]) -> np.ndarray:
         """Geodesic distance (radians) between each state's orientation and its target."""
-        r = np.einsum("bji,bjk->bik", np.asarray(states["orientation"]), np.asarray(states["target"]))  # R1^T R2
-        sin = np.linalg.norm(np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], 1), axis=1) / 2
-        return np.arctan2(sin, (np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0)
+        return geodesic_distances(states["orientation"], states["target"])
 
     def goal_observation(self) -> np.ndarray:
         """The object at its target orientation (``info["goal_image"]``)."""

@@ -100,6 +100,9 @@ class SymmetricEnv(gym.Env, ABC):
     #: a goal counts as reached once ``goal_distance`` < ``goal_radius`` (tasks that never terminate);
     #: ``None``: reaching the goal terminates the episode
     goal_radius: float | None = None
+    #: the state key of a pose on which the group acts by left multiplication (SO(3) worlds), or
+    #: ``None``: evaluation renders hard negatives near it and measures a SEN's pose error against it
+    pose_key: str | None = None
 
     # -- ground-truth state ----------------------------------------------------------------
 

@@ -20,7 +20,10 @@ different number from the release's EE; never print it beside the paper's).
 For the rotating object (``hard_negatives > 0``) it adds Hard Hits@1 / MRR: the prediction must be
 closer to the true latent than to the latents of ``hard_negatives`` observations rendered from
 orientations close to the true one (random axis, angle uniform in ``[angle / 2, angle]`` with
-``angle`` one small action, 2 pi / 30).
+``angle`` one small action, 2 pi / 30). Where the SEN outputs group elements (``has_pose``) and the
+env names its pose (``pose_key``), ``pose_error_deg`` / ``pose_error_median_deg``: the SEN's
+rotations of the first observations against the true poses, aligned by the best constant right
+factor (:func:`metrics.pose_error`; not in the paper).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from symwm.world_models.metrics import (
     identical_rows,
     mean_equivariance_error,
     metrics_from_ranks,
+    pose_error,
     ranks_with_and_without_ids,
     release_distance_invariance_error,
     slot_usage,
@@ -53,7 +57,7 @@ from symwm.world_models.model import WorldModel
 
 HARD_NEGATIVE_ANGLE = 2.0 * np.pi / 30.0
 #: column order of the tables (absent metrics are left out)
-COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "distinct_hits@1", "distinct_mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model", "slot_usage")
+COLUMNS = ("hits@1", "hits@5", "hits@10", "mrr", "distinct_hits@1", "distinct_mrr", "hard_hits@1", "hard_mrr", "ee", "ee_mean_g", "die_sen", "die_model", "slot_usage", "pose_error_deg")
 
 
 @torch.no_grad()
@@ -72,19 +76,27 @@ def _batched(fn, *tensors: torch.Tensor, batch_size: int, device: torch.device, 
 def hard_negative_observations(
     env: Any, states: dict[str, np.ndarray], n_negatives: int, rng: np.random.Generator, angle: float = HARD_NEGATIVE_ANGLE
 ) -> torch.Tensor:
-    """uint8 ``[N, M, H, W, C]``: renderings of orientations within ``angle`` of each true one."""
+    """uint8 ``[N, M, H, W, C]``: renderings of poses (``env.pose_key``) within ``angle`` of each true one."""
+    key = _pose_key(env)
+    if key is None:
+        raise ValueError(f"hard negatives need env.pose_key, the state key of the pose; {type(env).__name__} declares none")
     out = []
-    for i in range(len(states["orientation"])):
+    for i in range(len(states[key])):
         row = []
         for _ in range(n_negatives):
             axis = rng.standard_normal(3)
             axis /= np.linalg.norm(axis)
             delta = rotation_from_vector(axis * rng.uniform(angle / 2, angle))
             state = {k: v[i] for k, v in states.items()}
-            state["orientation"] = delta @ state["orientation"]
+            state[key] = delta @ state[key]
             row.append(env.observation_of(state))
         out.append(np.stack(row))
     return torch.from_numpy(np.stack(out))
+
+
+def _pose_key(env: Any) -> str | None:
+    """The state key of the pose on which the group acts by left multiplication (SO(3) contract), or None."""
+    return getattr(getattr(env, "unwrapped", env), "pose_key", None)
 
 
 def _quarter_turn_index(env: Any, elements: list[Any]) -> int | None:
@@ -154,11 +166,13 @@ def evaluate(
         check_compatible(model.spec, f.env_id, f.env_kwargs, f"evaluation data {dataset}", f.obs_shape)
         has_twins = f.n_twins > 0
         elements = f.twin_elements() if has_twins else []
-        env = f.make_env() if hard_negatives or has_twins else None
+        wants_pose = model.symmetry.has_pose and f.has_states
+        env = f.make_env() if hard_negatives or has_twins or wants_pose else None
+    pose_key = _pose_key(env) if wants_pose else None
     quarter = _quarter_turn_index(env, elements) if has_twins else None
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    paths = PathDataset(dataset, horizon, twins=has_twins, states=hard_negatives > 0, expect_env_id=model.spec.env_id)
+    paths = PathDataset(dataset, horizon, twins=has_twins, states=hard_negatives > 0 or pose_key is not None, expect_env_id=model.spec.env_id)
     batch = next(iter(DataLoader(paths, batch_size=len(paths))))  # evaluation sets are small: one batch in memory
     obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
 
@@ -173,6 +187,8 @@ def evaluate(
     results.update(metrics_from_ranks(ranks))
     if target.dim() == 3 and target.shape[1] > 1 and target.shape[0] > 1:  # [N, K, D] with K objects
         results["slot_usage"] = slot_usage(target)
+    if pose_key is not None:  # the SEN's reading of the first observations' poses
+        results.update(pose_error(model.symmetry.pose(s), batch["states"][pose_key]))
     if distinct is not None:
         results["distinct_final_obs"] = float(int(ids.max()) + 1)
         results.update({f"distinct_{k}": v for k, v in metrics_from_ranks(distinct).items()})
@@ -194,7 +210,7 @@ def evaluate(
 def format_table(rows: dict[str, dict[str, float]], title: str | None = None) -> str:
     """Markdown table, one row per model: Hits@k and MRR in %, EE and DIE as ratios (DIE x 1e-3)."""
     cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    heads = {"ee": "EE", "ee_mean_g": "EE mean over g", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3", "slot_usage": "slot usage"}
+    heads = {"ee": "EE", "ee_mean_g": "EE mean over g", "die_sen": "DIE(S) x1e-3", "die_model": "DIE(model) x1e-3", "slot_usage": "slot usage", "pose_error_deg": "pose error (deg)"}
     lines = [f"### {title}", ""] if title else []
     lines.append("| model | " + " | ".join(heads.get(c, c.replace("_", " ").replace("hits", "Hits").replace("mrr", "MRR") + " %") for c in cols) + " |")
     lines.append("|---" * (len(cols) + 1) + "|")

@@ -67,6 +67,13 @@ class LatentSymmetry(ABC):
     """
 
     group: Group
+    #: whether SEN outputs are themselves group elements (SO(3): rotation matrices), read by :meth:`pose`
+    has_pose: bool = False
+
+    def pose(self, v: torch.Tensor) -> torch.Tensor:
+        """The group elements that SEN outputs ``v`` stand for, compared with the env's ``pose_key`` state
+        (:func:`symwm.world_models.metrics.pose_error`); only where ``has_pose``."""
+        raise NotImplementedError(f"{type(self).__name__}: SEN outputs are not group elements (has_pose is False)")
 
     @abstractmethod
     def act_on_embedding(self, g: Any, v: torch.Tensor) -> torch.Tensor:

@@ -41,10 +41,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from symwm.world_models.build import build_model
 from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
-from symwm.world_models.datasets import TransitionDataset
+from symwm.world_models.datasets import TransitionDataset, open_dataset
 from symwm.world_models.locks import acquire_lock
 from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss, frames_differ
-from symwm.world_models.metrics import ranking_metrics, slot_usage
+from symwm.world_models.metrics import pose_error, ranking_metrics, slot_usage
 from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
 
 #: learning-rate schedules of ``TrainConfig.lr_schedule``
@@ -324,6 +324,7 @@ def _train(
     if payload is not None:
         load_weights(model, payload, source=f"checkpoint {last_path}")
     model.to(device).train()
+    val_poses = validation_poses(model, full, val_idx)  # SO(3) SENs: watch the pose error while training
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -421,7 +422,7 @@ def _train(
                "transitions_per_s": (len(batches) - skip) * cfg.batch_size / max(seconds, 1e-9)}
         if len(val_idx):
             sync_batchnorm_statistics(model, world)  # every rank validates the same model
-            row.update(validate(model, full, val_idx, device, amp, cfg))
+            row.update(validate(model, full, val_idx, device, amp, cfg, val_poses))
         state["history"].append(row)
         state["epoch"], state["step_in_epoch"], state["sums"] = epoch + 1, 0, {}
         criterion = row["val_loss"] if len(val_idx) else row["loss"]
@@ -502,17 +503,33 @@ def validation_split(n_episodes: int, episode_length: int, fraction: float, seed
 VAL_RANKED = 2000
 
 
+def validation_poses(model: WorldModel, dataset: TransitionDataset, indices: list[int]) -> torch.Tensor | None:
+    """True poses ``[len(indices), ...]`` of the transitions' first observations, where the model's SEN
+    outputs group elements and the env names its pose (``pose_key``); else None."""
+    if not (model.symmetry.has_pose and indices):
+        return None
+    with open_dataset(dataset.path) as f:
+        key = getattr(f.make_env(), "pose_key", None) if f.has_states else None
+        if key is None:
+            return None
+        poses = torch.as_tensor(f[f"states/{key}"][()])  # [episodes, T + 1, ...]
+    i = torch.tensor(indices) // dataset.episode_length  # transition i*T + t: episode i, step t
+    return poses[i, torch.tensor(indices) % dataset.episode_length]
+
+
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, dataset: TransitionDataset, indices: list[int], device: torch.device, amp: bool, cfg: TrainConfig
+    model: torch.nn.Module, dataset: TransitionDataset, indices: list[int], device: torch.device, amp: bool, cfg: TrainConfig,
+    poses: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Validation loss (fixed negatives) and 1-step Hits@1 / MRR among the first ``VAL_RANKED`` held-out transitions."""
+    """Validation loss (fixed negatives) and 1-step Hits@1 / MRR among the first ``VAL_RANKED`` held-out transitions;
+    with ``poses`` (:func:`validation_poses`) the SEN's pose error on all of them."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(_mix(cfg.seed, 0x7A1))
     loader = DataLoader(Subset(dataset, indices), batch_size=512, shuffle=False)
     sums = {"loss": 0.0, "positive": 0.0, "negative": 0.0, **({"temporal": 0.0} if cfg.temporal_negatives else {})}
-    n, preds, targets = 0, [], []
+    n, preds, targets, estimated = 0, [], [], []
     for batch in loader:
         obs, action, next_obs = (batch[k].to(device) for k in ("obs", "action", "next_obs"))
         with torch.autocast(device.type, enabled=amp):
@@ -526,12 +543,16 @@ def validate(
         if sum(len(p) for p in preds) < VAL_RANKED:
             preds.append(z_pred.float().cpu())
             targets.append(z_next.float().cpu())
+        if poses is not None:
+            estimated.append(model.symmetry.pose(model.embed(obs)).float().cpu())  # [b, 3, 3]
     model.train(was_training)
     targets = torch.cat(targets)[:VAL_RANKED]  # [n, K, D]
     ranks = ranking_metrics(torch.cat(preds)[:VAL_RANKED], targets, ks=(1,))
     out = {**{f"val_{k}": v / n for k, v in sums.items()}, "val_hits@1": ranks["hits@1"], "val_mrr": ranks["mrr"]}
     if targets.shape[1] > 1 and targets.shape[0] > 1:  # object-factored latents: watch for an unused slot
         out["val_slot_usage"] = slot_usage(targets)
+    if poses is not None:
+        out.update({f"val_{k}": v for k, v in pose_error(torch.cat(estimated), poses).items()})
     return out
 
 

@@ -184,8 +184,14 @@ class FlattenRotation(nn.Module):
 class RotationLatentSymmetry(LatentSymmetry):
     """SO(3) acts on V (``[B, 3, 3]``) and on Z (``[B, 1, 9]``) by left multiplication ``R -> g R``."""
 
+    has_pose = True
+
     def __init__(self) -> None:
         self.group = SO3()
+
+    def pose(self, v: torch.Tensor) -> torch.Tensor:
+        """V is SO(3) itself: the SEN's rotation ``[B, 3, 3]`` is its estimate of the pose (up to a constant right factor)."""
+        return v
 
     @staticmethod
     def _matrix(g: Any, like: torch.Tensor) -> torch.Tensor:
@@ -433,7 +439,9 @@ def supports(env: Any) -> str | None:
 
     The SO(3) action contract: ``Discrete(n)`` actions declare ``env.action_rotation_vectors``, the
     rotation vector (axis times angle, radians) of each action, ``[n, 3]``; ``Box(3)`` actions are
-    rotation vectors, norm-clipped at ``env.max_angle`` (radians).
+    rotation vectors, norm-clipped at ``env.max_angle`` (radians). Optional: ``env.pose_key``, the
+    state key of the 3x3 pose on which SO(3) acts by left multiplication; with it, evaluation and
+    validation report the SEN's pose error and evaluation can render hard negatives.
     """
     sym = getattr(env, "symmetry", None)
     if getattr(getattr(sym, "group", None), "name", None) != "SO(3)":
