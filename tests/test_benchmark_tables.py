@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import paper_tables as tables  # noqa: E402
+import rotation_pose  # noqa: E402
 import sen_object_response  # noqa: E402
 import table1_blocks  # noqa: E402
 
@@ -95,3 +96,17 @@ def test_a_run_asked_for_more_epochs_is_not_finished(tmp_path):
     (tmp_path / "eval.json").write_text(json.dumps({"eval_dataset": "ev.h5", "horizon": 10, "hard_negatives": 0, "epochs": 8}))
     assert not tables._finished(job)  # trained for 8: run_job continues it to 16
     assert tables._finished({**job, "epochs": 8})
+
+
+@pytest.mark.slow
+def test_rotation_pose_benchmark_reports_the_pose_error_per_epoch(tmp_path):
+    md = rotation_pose.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--jobs", "1"])
+    assert "| matmul | 0 | 1 |" in md.read_text()
+    rows = list(csv.DictReader(open(md.with_suffix(".csv"))))
+    assert [r["epoch"] for r in rows] == ["1"] and 0.0 <= float(rows[0]["val_pose_error_deg"]) <= 180.0
+    assert md.with_suffix(".png").exists()
+
+
+def test_plateau_epoch_is_where_the_pose_error_stopped_falling():
+    assert rotation_pose.plateau_epoch([90.0, 40.0, 10.0, 9.8, 9.9, 9.7]) == 3  # later epochs gain < 0.5 degrees
+    assert rotation_pose.plateau_epoch([5.0]) == 1

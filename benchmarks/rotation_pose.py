@@ -1,0 +1,171 @@
+"""Does the rotating object's SEN learn the pose? Issue 12's decisive test, with the pose error per epoch.
+
+``matmul`` has no transition parameters: ``z' = A(a) z`` with ``A(a)`` the action's true rotation.
+If its SEN reads the pose, its predictions are right and Hard Hits@1 approaches 100 % on continuous
+actions (the paper: 100). This trains it longer than table 4 (table 4's `cpu` data, model and
+protocol otherwise) and reports, per seed, the SEN's validation pose error after every epoch
+(:func:`symwm.world_models.metrics.pose_error`: the SEN's rotation against the true pose, best
+constant right factor removed), the epoch after which it stopped falling, and Hard Hits@1 and the
+pose error on the evaluation episodes.
+
+    .venv/bin/python benchmarks/rotation_pose.py                         # matmul, continuous, 100 epochs, seeds 0-2
+    .venv/bin/python benchmarks/rotation_pose.py --seeds 0 --epochs 50 --variants matmul ours
+    .venv/bin/python benchmarks/rotation_pose.py --quick                 # smoke run into runs/bench/quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_tables import ROOT, Setting, _log, collect_all, make_jobs, run_dir, run_pool  # noqa: E402
+from table4_rotation import build  # noqa: E402
+
+#: "stopped falling": no later epoch's pose error is lower by more than this many degrees
+PLATEAU_DEG = 0.5
+
+
+def setting(actions: str, variants: list[str], epochs: int, quick: bool) -> Setting:
+    """Table 4's setting for ``actions``, trained for ``epochs`` (its own run directories)."""
+    base = next(s for s in build("cpu", quick) if s.key == f"rotation-{actions}")
+    epochs = base.epochs if quick else epochs
+    return dataclasses.replace(base, key=f"{base.key}-e{epochs}", variants=tuple(variants), epochs=epochs,
+                               title=f"{base.title}, {epochs} epochs")
+
+
+def plateau_epoch(errors: list[float]) -> int:
+    """The first epoch (1-based) after which no later epoch improves on it by more than ``PLATEAU_DEG``."""
+    return next(i + 1 for i, e in enumerate(errors) if min(errors[i:]) > e - PLATEAU_DEG)
+
+
+def run_rows(s: Setting, seeds: list[int], work: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one summary row per finished run, one row per run and epoch)."""
+    summary, curve = [], []
+    for v in s.variants:
+        for seed in seeds:
+            d = run_dir(work, s, v, seed)
+            if not (d / "eval.json").exists():
+                continue
+            with open(d / "train_log.csv", newline="") as fh:
+                log = list(csv.DictReader(fh))
+            if not log or "val_pose_error_deg" not in log[0]:
+                raise SystemExit(f"{d}/train_log.csv has no val_pose_error_deg column (trained before the pose error existed?)")
+            errors = [float(r["val_pose_error_deg"]) for r in log]
+            for r in log:
+                curve.append({"variant": v, "seed": seed, "epoch": int(r["epoch"]), "val_pose_error_deg": float(r["val_pose_error_deg"]),
+                              "val_loss": float(r["val_loss"]), "val_hits@1": float(r["val_hits@1"])})
+            ev = json.loads((d / "eval.json").read_text())
+            m = ev["metrics"]
+            summary.append({
+                "variant": v, "seed": seed, "epochs": len(errors), "val_pose_error_deg_epoch10": errors[min(9, len(errors) - 1)],
+                "val_pose_error_deg_last": errors[-1], "val_pose_error_deg_min": min(errors), "plateau_epoch": plateau_epoch(errors),
+                "pose_error_deg": m["pose_error_deg"], "hard_hits@1": m["hard_hits@1"], "hits@1": m["hits@1"],
+                "best_epoch": ev["best_epoch"], "train_seconds": ev["train_seconds"], "device": ev["device"],
+            })
+    return summary, curve
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str) -> Path:
+    """Write ``<stem>.md`` (per seed and mean ± std), ``<stem>.csv`` (per epoch) and ``<stem>.png`` (the curves)."""
+    summary, curve = run_rows(s, seeds, work)
+    if not summary:
+        raise SystemExit(f"no finished runs of {s.key} in {work}")
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"rotation_pose_{s.key.removeprefix('rotation-')}"
+    _csv(stem.with_suffix(".csv"), curve)
+    cols = [("epochs", "epochs", 0), ("val_pose_error_deg_epoch10", "val pose error at epoch 10 (deg)", 1),
+            ("val_pose_error_deg_last", "val pose error, last epoch (deg)", 1), ("plateau_epoch", "stopped falling at epoch", 0),
+            ("pose_error_deg", "eval pose error (deg)", 1), ("hard_hits@1", "Hard Hits@1 %", 1), ("hits@1", f"Hits@1 % (among {s.eval.episodes})", 1),
+            ("train_seconds", "train s", 0)]
+    lines = [f"# {s.title}: does the SEN learn the pose?", "",
+             "Pose error: the SEN's rotation against the true pose after the best constant right factor is taken out",
+             f"(`symwm.world_models.metrics.pose_error`); validation on {s.val_fraction:.0%} of the training episodes after every",
+             f"epoch, evaluation on the first observations of {s.eval.episodes} evaluation episodes. \"Stopped falling\": the first epoch",
+             f"after which no later epoch is lower by more than {PLATEAU_DEG} degrees. Hard Hits@1 as in table 4",
+             f"({s.hard_negatives} renderings within one small action of the true pose). Machine: {summary[0]['device']}.", "",
+             "| variant | seed | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for r in summary:
+        lines.append(f"| {r['variant']} | {r['seed']} | " + " | ".join(f"{r[k]:.{d}f}" for k, _, d in cols) + " |")
+    for v in s.variants:
+        sel = [r for r in summary if r["variant"] == v]
+        if len(sel) > 1:
+            cells = [f"{np.mean([r[k] for r in sel]):.{d}f} ± {np.std([r[k] for r in sel], ddof=1):.{d}f}" for k, _, d in cols]
+            lines.append(f"| {v} | mean ± std ({len(sel)} seeds) | " + " | ".join(cells) + " |")
+    lines += ["", f"![pose error per epoch]({stem.name}.png)", "", f"Made by `{command}` (Python {platform.python_version()}).", ""]
+    _write(stem.with_suffix(".md"), "\n".join(lines))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in summary:
+        pts = [(c["epoch"], c["val_pose_error_deg"]) for c in curve if c["variant"] == r["variant"] and c["seed"] == r["seed"]]
+        ax.plot(*zip(*pts), label=f"{r['variant']} seed {r['seed']}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation pose error (deg)")
+    ax.set_yscale("log")
+    ax.set_title(s.title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+    return stem.with_suffix(".md")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--actions", choices=("continuous", "small"), default="continuous")
+    p.add_argument("--variants", nargs="+", default=["matmul"], choices=("matmul", "ours", "none"))
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default: 2)")
+    p.add_argument("--work", default=None, help="runs and rollouts (default: runs/bench/cpu)")
+    p.add_argument("--out", default=None, help="where the report goes (default: benchmarks/results/tables; --quick: <work>/results)")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny data, table 4's quick epochs, seed 0")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds = args.seeds[:1]
+    s = setting(args.actions, args.variants, args.epochs, args.quick)
+    work = Path(args.work or ROOT / "runs" / "bench" / ("quick" if args.quick else "cpu"))
+    out = Path(args.out) if args.out else work / "results" if args.quick else ROOT / "benchmarks" / "results" / "tables"
+    if not args.report_only:
+        start = time.perf_counter()
+        collect_all([s], args.seeds, work, n_envs=args.jobs)
+        run_pool(make_jobs([s], args.seeds, work, "cpu", 1), args.jobs)
+        _log(f"trained and evaluated in {(time.perf_counter() - start) / 60:.1f} min")
+    command = "python benchmarks/rotation_pose.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    md = report(s, args.seeds, work, out, command.strip())
+    _log(f"wrote {md}")
+    return md
+
+
+if __name__ == "__main__":
+    main()
