@@ -248,6 +248,11 @@ class SymmetricEnv(gym.Env, ABC):
 # -------------------------------------------------------------------------------------------------
 
 
+def pose_key(env: Any) -> str | None:
+    """The state key of ``env``'s pose (``SymmetricEnv.pose_key``, read through wrappers), or None."""
+    return getattr(getattr(env, "unwrapped", env), "pose_key", None)
+
+
 def check_discrete_action(action: Any, space: spaces.Discrete) -> int:
     """Return ``action`` as an int, or raise naming why it is not an action of ``space``."""
     if isinstance(action, np.ndarray):

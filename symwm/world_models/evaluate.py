@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from symwm.envs.groups import rotation_from_vector
+from symwm.envs.symmetry import pose_key
 from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.datasets import PathDataset, open_dataset
 from symwm.world_models.metrics import (
@@ -77,7 +78,7 @@ def hard_negative_observations(
     env: Any, states: dict[str, np.ndarray], n_negatives: int, rng: np.random.Generator, angle: float = HARD_NEGATIVE_ANGLE
 ) -> torch.Tensor:
     """uint8 ``[N, M, H, W, C]``: renderings of poses (``env.pose_key``) within ``angle`` of each true one."""
-    key = _pose_key(env)
+    key = pose_key(env)
     if key is None:
         raise ValueError(f"hard negatives need env.pose_key, the state key of the pose; {type(env).__name__} declares none")
     out = []
@@ -92,11 +93,6 @@ def hard_negative_observations(
             row.append(env.observation_of(state))
         out.append(np.stack(row))
     return torch.from_numpy(np.stack(out))
-
-
-def _pose_key(env: Any) -> str | None:
-    """The state key of the pose on which the group acts by left multiplication (SO(3) contract), or None."""
-    return getattr(getattr(env, "unwrapped", env), "pose_key", None)
 
 
 def _quarter_turn_index(env: Any, elements: list[Any]) -> int | None:
@@ -168,11 +164,11 @@ def evaluate(
         elements = f.twin_elements() if has_twins else []
         wants_pose = model.symmetry.has_pose and f.has_states
         env = f.make_env() if hard_negatives or has_twins or wants_pose else None
-    pose_key = _pose_key(env) if wants_pose else None
+    key = pose_key(env) if wants_pose else None
     quarter = _quarter_turn_index(env, elements) if has_twins else None
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    paths = PathDataset(dataset, horizon, twins=has_twins, states=hard_negatives > 0 or pose_key is not None, expect_env_id=model.spec.env_id)
+    paths = PathDataset(dataset, horizon, twins=has_twins, states=hard_negatives > 0 or key is not None, expect_env_id=model.spec.env_id)
     batch = next(iter(DataLoader(paths, batch_size=len(paths))))  # evaluation sets are small: one batch in memory
     obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
 
@@ -187,8 +183,8 @@ def evaluate(
     results.update(metrics_from_ranks(ranks))
     if target.dim() == 3 and target.shape[1] > 1 and target.shape[0] > 1:  # [N, K, D] with K objects
         results["slot_usage"] = slot_usage(target)
-    if pose_key is not None:  # the SEN's reading of the first observations' poses
-        results.update(pose_error(model.symmetry.pose(s), batch["states"][pose_key]))
+    if key is not None:  # the SEN's reading of the first observations' poses
+        results.update(pose_error(model.symmetry.pose(s), batch["states"][key]))
     if distinct is not None:
         results["distinct_final_obs"] = float(int(ids.max()) + 1)
         results.update({f"distinct_{k}": v for k, v in metrics_from_ranks(distinct).items()})

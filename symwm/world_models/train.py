@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from symwm.envs.symmetry import pose_key
 from symwm.world_models.build import build_model
 from symwm.world_models.compatibility import check_compatible
 from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
@@ -509,7 +510,7 @@ def validation_poses(model: WorldModel, dataset: TransitionDataset, indices: lis
     if not (model.symmetry.has_pose and indices):
         return None
     with open_dataset(dataset.path) as f:
-        key = getattr(f.make_env(), "pose_key", None) if f.has_states else None
+        key = pose_key(f.make_env()) if f.has_states else None
         if key is None:
             return None
         poses = torch.as_tensor(f[f"states/{key}"][()])  # [episodes, T + 1, ...]
