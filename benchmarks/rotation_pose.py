@@ -6,7 +6,8 @@ actions (the paper: 100). This trains it longer than table 4 (table 4's `cpu` da
 protocol otherwise) and reports, per seed, the SEN's validation pose error after every epoch
 (:func:`symwm.world_models.metrics.pose_error`: the SEN's rotation against the true pose, best
 constant right factor removed), the epoch after which it stopped falling, and Hard Hits@1 and the
-pose error on the evaluation episodes.
+pose error on the evaluation episodes; beside them a supervised probe, the same SEN fitted to the
+true poses directly, shows what the architecture can read when the pose is given.
 
     .venv/bin/python benchmarks/rotation_pose.py                         # matmul, continuous, 100 epochs, seeds 0-2
     .venv/bin/python benchmarks/rotation_pose.py --seeds 0 --epochs 50 --variants matmul ours
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_tables import ROOT, Setting, _log, collect_all, make_jobs, run_dir, run_pool  # noqa: E402
+from paper_tables import ROOT, Setting, _log, collect_all, make_jobs, run_dir, run_pool, seeds_data  # noqa: E402
 from table4_rotation import build  # noqa: E402
 
 #: "stopped falling": no later epoch's pose error is lower by more than this many degrees
@@ -47,6 +48,59 @@ def setting(actions: str, variants: list[str], epochs: int, quick: bool) -> Sett
 def plateau_epoch(errors: list[float]) -> int:
     """The first epoch (1-based) after which no later epoch improves on it by more than ``PLATEAU_DEG``."""
     return next(i + 1 for i, e in enumerate(errors) if min(errors[i:]) > e - PLATEAU_DEG)
+
+
+def supervised_probe(s: Setting, seed: int, work: Path, epochs: int) -> list[dict[str, float]]:
+    """The same SEN fitted to the true poses directly, its pose error on the evaluation episodes after every epoch.
+
+    Loss: mean squared Frobenius distance between the SEN's rotation and the true pose (constant
+    right factor fixed to the identity), Adam at the setting's learning rate and batch size, one
+    thread. What the architecture and data can read when the pose is given: if this reaches a few
+    degrees and the contrastive runs do not, the contrastive objective is what fails, not the SEN.
+    Cached in ``<work>/runs/<key>/probe/seed<seed>.json``.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from symwm.envs.symmetry import pose_key
+    from symwm.world_models.build import build_model
+    from symwm.world_models.datasets import PathDataset, TransitionDataset, open_dataset
+    from symwm.world_models.metrics import pose_error
+    from symwm.world_models.model import ModelSpec
+
+    cache = work / "runs" / s.key / "probe" / f"seed{seed}.json"
+    if cache.exists() and len(json.loads(cache.read_text())) >= epochs:
+        return json.loads(cache.read_text())[:epochs]
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    train_path, eval_path = seeds_data(s, seed, work)
+    model = build_model(ModelSpec(s.env_id, "matmul", s.size, s.env_kwargs))
+    data = TransitionDataset(train_path, states=True)
+    with open_dataset(train_path) as f:
+        key = pose_key(f.make_env())
+    ev = next(iter(DataLoader(PathDataset(eval_path, 1, states=True), batch_size=s.eval.episodes)))
+    optimizer = torch.optim.Adam(model.sen.parameters(), lr=s.lr)
+    generator = torch.Generator().manual_seed(seed)
+    rows: list[dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        start, total, n = time.perf_counter(), 0.0, 0
+        model.train()
+        for batch in DataLoader(data, batch_size=s.batch_size, shuffle=True, generator=generator):
+            estimate = model.embed(batch["obs"])  # [B, 3, 3]
+            loss = ((estimate - batch["states"][key].to(estimate.dtype)) ** 2).sum((1, 2)).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, n = total + float(loss.detach()) * len(estimate), n + len(estimate)
+        model.eval()
+        with torch.no_grad():
+            estimate = torch.cat([model.embed(o) for o in ev["obs"].split(256)])
+        rows.append({"epoch": epoch, "train_loss": total / n, **pose_error(estimate, ev["states"][key]),
+                     "seconds": time.perf_counter() - start})
+        _log(f"probe seed {seed} epoch {epoch}: pose error {rows[-1]['pose_error_deg']:.1f} deg")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    _write(cache, json.dumps(rows, indent=1))
+    return rows
 
 
 def run_rows(s: Setting, seeds: list[int], work: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -91,9 +145,12 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str) -> Path:
+def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str, probes: dict[int, list[dict[str, float]]]) -> Path:
     """Write ``<stem>.md`` (per seed and mean ± std), ``<stem>.csv`` (per epoch) and ``<stem>.png`` (the curves)."""
     summary, curve = run_rows(s, seeds, work)
+    for seed, rows in probes.items():
+        curve += [{"variant": "supervised probe (eval)", "seed": seed, "epoch": r["epoch"], "val_pose_error_deg": r["pose_error_deg"],
+                   "val_loss": r["train_loss"], "val_hits@1": float("nan")} for r in rows]
     if not summary:
         raise SystemExit(f"no finished runs of {s.key} in {work}")
     out.mkdir(parents=True, exist_ok=True)
@@ -117,6 +174,14 @@ def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str) ->
         if len(sel) > 1:
             cells = [f"{np.mean([r[k] for r in sel]):.{d}f} ± {np.std([r[k] for r in sel], ddof=1):.{d}f}" for k, _, d in cols]
             lines.append(f"| {v} | mean ± std ({len(sel)} seeds) | " + " | ".join(cells) + " |")
+    if probes:
+        lines += ["", "**Supervised probe**: the same SEN (`matmul`'s, untrained) fitted to the true poses directly",
+                  "(mean squared Frobenius distance to the pose, same data, learning rate and batch size; pose error on the",
+                  "evaluation episodes after each epoch; `supervised_probe`). What the architecture can read when the pose is given.", "",
+                  "| seed | " + " | ".join(f"epoch {r['epoch']}" for r in next(iter(probes.values()))) + " |",
+                  "|---" * (1 + len(next(iter(probes.values())))) + "|"]
+        for seed, rows in probes.items():
+            lines.append(f"| {seed} | " + " | ".join(f"{r['pose_error_deg']:.1f}" for r in rows) + " |")
     lines += ["", f"![pose error per epoch]({stem.name}.png)", "", f"Made by `{command}` (Python {platform.python_version()}).", ""]
     _write(stem.with_suffix(".md"), "\n".join(lines))
     import matplotlib
@@ -127,7 +192,9 @@ def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str) ->
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for r in summary:
         pts = [(c["epoch"], c["val_pose_error_deg"]) for c in curve if c["variant"] == r["variant"] and c["seed"] == r["seed"]]
-        ax.plot(*zip(*pts), label=f"{r['variant']} seed {r['seed']}")
+        ax.plot(*zip(*pts), label=f"{r['variant']} seed {r['seed']} (validation)")
+    for seed, rows in probes.items():
+        ax.plot([r["epoch"] for r in rows], [r["pose_error_deg"] for r in rows], "--", label=f"supervised probe seed {seed} (eval)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation pose error (deg)")
     ax.set_yscale("log")
@@ -148,6 +215,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default: 2)")
     p.add_argument("--work", default=None, help="runs and rollouts (default: runs/bench/cpu)")
     p.add_argument("--out", default=None, help="where the report goes (default: benchmarks/results/tables; --quick: <work>/results)")
+    p.add_argument("--probe-epochs", type=int, default=10, help="epochs of the supervised probe per seed (0: none)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny data, table 4's quick epochs, seed 0")
     args = p.parse_args(argv)
@@ -161,8 +229,10 @@ def main(argv: list[str] | None = None) -> Path:
         collect_all([s], args.seeds, work, n_envs=args.jobs)
         run_pool(make_jobs([s], args.seeds, work, "cpu", 1), args.jobs)
         _log(f"trained and evaluated in {(time.perf_counter() - start) / 60:.1f} min")
+    probe_epochs = min(args.probe_epochs, 1) if args.quick else args.probe_epochs
+    probes = {seed: supervised_probe(s, seed, work, probe_epochs) for seed in args.seeds} if probe_epochs else {}
     command = "python benchmarks/rotation_pose.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = report(s, args.seeds, work, out, command.strip())
+    md = report(s, args.seeds, work, out, command.strip(), probes)
     _log(f"wrote {md}")
     return md
 
