@@ -103,7 +103,9 @@ def test_rotation_pose_benchmark_reports_the_pose_error_per_epoch(tmp_path):
     md = rotation_pose.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--jobs", "1"])
     assert "| matmul | 0 | 1 |" in md.read_text()
     rows = list(csv.DictReader(open(md.with_suffix(".csv"))))
-    assert [r["epoch"] for r in rows] == ["1"] and 0.0 <= float(rows[0]["val_pose_error_deg"]) <= 180.0
+    assert [(r["variant"], r["epoch"]) for r in rows] == [("matmul", "1"), ("supervised probe (eval)", "1")]
+    assert all(0.0 <= float(r["val_pose_error_deg"]) <= 180.0 for r in rows)
+    assert "**Supervised probe**" in md.read_text()
     assert md.with_suffix(".png").exists()
 
 
