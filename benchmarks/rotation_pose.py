@@ -126,6 +126,9 @@ def run_rows(s: Setting, seeds: list[int], work: Path) -> tuple[list[dict[str, A
                 "val_pose_error_deg_last": errors[-1], "val_pose_error_deg_min": min(errors), "plateau_epoch": plateau_epoch(errors),
                 "pose_error_deg": m["pose_error_deg"], "hard_hits@1": m["hard_hits@1"], "hits@1": m["hits@1"],
                 "best_epoch": ev["best_epoch"], "train_seconds": ev["train_seconds"], "device": ev["device"],
+                # memorisation shows as a training positive term that falls while the validation one rises
+                "positive_best": float(log[ev["best_epoch"] - 1]["positive"]), "positive_last": float(log[-1]["positive"]),
+                "val_positive_best": float(log[ev["best_epoch"] - 1]["val_positive"]), "val_positive_last": float(log[-1]["val_positive"]),
             })
     return summary, curve
 
@@ -159,6 +162,8 @@ def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str, pr
     cols = [("epochs", "epochs", 0), ("val_pose_error_deg_epoch10", "val pose error at epoch 10 (deg)", 1),
             ("val_pose_error_deg_last", "val pose error, last epoch (deg)", 1), ("plateau_epoch", "stopped falling at epoch", 0),
             ("pose_error_deg", "eval pose error (deg)", 1), ("hard_hits@1", "Hard Hits@1 %", 1), ("hits@1", f"Hits@1 % (among {s.eval.episodes})", 1),
+            ("best_epoch", "best epoch (val loss)", 0), ("positive_best", "positive term at best epoch: train", 2),
+            ("val_positive_best", "val", 2), ("positive_last", "positive term, last epoch: train", 2), ("val_positive_last", "val", 2),
             ("train_seconds", "train s", 0)]
     lines = [f"# {s.title}: does the SEN learn the pose?", "",
              "Pose error: the SEN's rotation against the true pose after the best constant right factor is taken out",
@@ -196,7 +201,7 @@ def report(s: Setting, seeds: list[int], work: Path, out: Path, command: str, pr
     for seed, rows in probes.items():
         ax.plot([r["epoch"] for r in rows], [r["pose_error_deg"] for r in rows], "--", label=f"supervised probe seed {seed} (eval)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation pose error (deg)")
+    ax.set_ylabel("pose error (deg)")
     ax.set_yscale("log")
     ax.set_title(s.title, fontsize=9)
     ax.legend(fontsize=7)
@@ -231,7 +236,8 @@ def main(argv: list[str] | None = None) -> Path:
         _log(f"trained and evaluated in {(time.perf_counter() - start) / 60:.1f} min")
     probe_epochs = min(args.probe_epochs, 1) if args.quick else args.probe_epochs
     probes = {seed: supervised_probe(s, seed, work, probe_epochs) for seed in args.seeds} if probe_epochs else {}
-    command = "python benchmarks/rotation_pose.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that made the runs
+    command = "python benchmarks/rotation_pose.py " + " ".join(given)
     md = report(s, args.seeds, work, out, command.strip(), probes)
     _log(f"wrote {md}")
     return md
