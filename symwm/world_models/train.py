@@ -514,8 +514,8 @@ def validation_poses(model: WorldModel, dataset: TransitionDataset, indices: lis
         if key is None:
             return None
         poses = torch.as_tensor(f[f"states/{key}"][()])  # [episodes, T + 1, ...]
-    i = torch.tensor(indices) // dataset.episode_length  # transition i*T + t: episode i, step t
-    return poses[i, torch.tensor(indices) % dataset.episode_length]
+    index = torch.tensor(indices)  # transition i*T + t: episode i, step t
+    return poses[index // dataset.episode_length, index % dataset.episode_length]
 
 
 @torch.no_grad()
