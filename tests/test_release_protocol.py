@@ -81,6 +81,20 @@ def test_evaluate_reports_the_release_metrics_at_the_quarter_turn(tmp_path):
     assert r4["ee"] == pytest.approx(r["ee"]) and "ee_mean_g" in r4
 
 
+def test_hard_negatives_on_an_env_without_a_pose_fail_before_ranking(tmp_path, monkeypatch):
+    import symwm.world_models.evaluate as evaluation
+
+    path = collect(tmp_path / "ev.h5", SHAPES, 6, 2, seed=2, env_kwargs=KW, progress=False)
+    model = build_model(ModelSpec(SHAPES, "ours", "cpu", env_kwargs=KW))
+
+    def no_ranking(*args, **kwargs):
+        raise AssertionError("ranked before checking the pose key")
+
+    monkeypatch.setattr(evaluation, "ranks_with_and_without_ids", no_ranking)
+    with pytest.raises(ValueError, match="hard negatives need env.pose_key.*Shapes2D"):
+        evaluation.evaluate(model, path, 1, hard_negatives=2)
+
+
 def test_validation_split_holds_out_whole_episodes():
     train_idx, val_idx = validation_split(50, 4, 0.1, seed=3)
     assert len(val_idx) == 5 * 4 and len(train_idx) == 45 * 4

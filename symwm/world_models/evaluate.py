@@ -74,13 +74,19 @@ def _batched(fn, *tensors: torch.Tensor, batch_size: int, device: torch.device, 
     return torch.cat(out)
 
 
+def hard_negative_key(env: Any) -> str:
+    """The state key that hard negatives perturb (``env.pose_key``), or a clear error naming the env."""
+    key = pose_key(env)
+    if key is None:
+        raise ValueError(f"hard negatives need env.pose_key, the state key of the pose; {type(env).__name__} declares none")
+    return key
+
+
 def hard_negative_observations(
     env: Any, states: dict[str, np.ndarray], n_negatives: int, rng: np.random.Generator, angle: float = HARD_NEGATIVE_ANGLE
 ) -> torch.Tensor:
     """uint8 ``[N, M, H, W, C]``: renderings of poses (``env.pose_key``) within ``angle`` of each true one."""
-    key = pose_key(env)
-    if key is None:
-        raise ValueError(f"hard negatives need env.pose_key, the state key of the pose; {type(env).__name__} declares none")
+    key = hard_negative_key(env)
     out = []
     for i in range(len(states[key])):
         row = []
@@ -165,6 +171,8 @@ def evaluate(
         wants_pose = model.symmetry.has_pose and f.has_states
         env = f.make_env() if hard_negatives or has_twins or wants_pose else None
     key = pose_key(env) if wants_pose else None
+    if hard_negatives:
+        hard_negative_key(env)  # before the rankings: an env without a pose fails at once
     quarter = _quarter_turn_index(env, elements) if has_twins else None
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
