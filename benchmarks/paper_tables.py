@@ -171,7 +171,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     summary = out / "summary.json"
     done = json.loads(summary.read_text()) if summary.exists() else {}
     if not (done.get("finished") and done.get("epochs_done", job["epochs"]) >= job["epochs"]):  # more epochs: continue the run
-        spec = ModelSpec(job["env_id"], job["variant"], job["size"], job["env_kwargs"])
+        family, _, variant = job["variant"].rpartition("/")  # "planar/ours": the planar family's ours
+        spec = ModelSpec(job["env_id"], variant, job["size"], job["env_kwargs"], family=family or None)
         cfg = TrainConfig(
             dataset=job["dataset"], out_dir=str(out), epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"],
             seed=job["seed"], device=job["device"], progress=False, tensorboard=False, resume=(out / "last.pt").exists(),

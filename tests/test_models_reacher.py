@@ -141,9 +141,9 @@ def test_encoder_and_transition_are_d4_equivariant(models, variant, mode):
 
 
 @pytest.mark.parametrize("mode", ["train", "eval", "export"])
-def test_full_sen_is_equivariant_to_pixel_transforms(models, mode):
+def test_full_sen_is_equivariant_to_pixel_transforms(models, frames, mode):
     model = in_mode(models["full"], mode)
-    x = torch.rand(4, 6, 64, 64)
+    x = frames[:4].permute(0, 3, 1, 2).float() / 255  # rendered frames: random ones can silence every ReLU in eval mode
     with torch.no_grad():
         sx = model.sen(x)
         for g in ELEMENTS:
@@ -265,11 +265,41 @@ def test_resolution_128_and_bad_resolutions():
         build_model(spec("ours", resolution=48))
 
 
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_strided_sen_is_the_releases_form(resolution):
+    """ours'/none's SEN: a stride-2 3x3 conv on the frames, dilations 2..32, a 3x3 conv to 8 maps on 32x32; no pooling."""
+    for variant in ("ours", "none"):
+        model = build_model(spec(variant, resolution=resolution), initialize=False).eval()
+        convs = [m for m in model.sen.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert model.sen.factor == 1
+        assert [c.kernel_size for c in convs] == [(3, 3)] * 7
+        assert [c.dilation[0] for c in convs] == [1, 2, 4, 8, 16, 32, 1]
+        assert [c.stride[0] for c in convs] == [2, 1, 1, 1, 1, 1, 2 if resolution == 128 else 1]
+        with torch.no_grad():
+            v = model.embed(torch.randint(0, 256, (2, resolution, resolution, 6), dtype=torch.uint8))
+        assert v.shape == (2, 8, 32, 32)
+
+
+def test_pooled_sen_remains_an_option_and_bad_downsampling_is_named():
+    pooled = build_model(
+        ModelSpec(ENV_ID, "ours", "cpu", env_kwargs={"resolution": 96},
+                  overrides={"sen_downsample": "pool", "sen_dilations": reacher.DILATIONS}),
+        initialize=False,
+    ).eval()
+    assert pooled.sen.factor == 3
+    with torch.no_grad():
+        assert pooled.embed(torch.randint(0, 256, (2, 96, 96, 6), dtype=torch.uint8)).shape == (2, 8, 32, 32)
+    with pytest.raises(ValueError, match="strided Reacher SEN takes"):
+        build_model(spec("ours", resolution=96), initialize=False)
+    with pytest.raises(ValueError, match="sen_downsample must be"):
+        build_model(ModelSpec(ENV_ID, "none", "cpu", overrides={"sen_downsample": "dilate"}), initialize=False)
+
+
 def test_presets_cover_every_variant_and_overrides_apply():
     assert reacher.VARIANTS == ("ours", "none", "full")
     for size in ("cpu", "paper"):
         assert set(reacher.PRESETS[size]) == set(reacher.VARIANTS)
-    wide = build_model(ModelSpec(ENV_ID, "ours", "cpu", overrides={"enc_fields": 3}), initialize=False)
+    wide = build_model(ModelSpec(ENV_ID, "ours", "cpu", overrides={"enc_fields": 5}), initialize=False)
     assert wide.num_parameters()["encoder"] > build_model(spec("ours"), initialize=False).num_parameters()["encoder"]
     env = make_env(spec("ours"))
     with pytest.raises(ValueError, match="unknown Reacher variant"):

@@ -13,17 +13,19 @@ Spaces and how D4 acts on them
       every reflection).
 
 Networks (``PRESETS[size][variant]`` holds the widths)
-    * SEN, ``ours`` / ``none``: the image is first average-pooled by ``R/32`` to 32x32 (no
-      parameters, so nothing depends on R), then a 7-layer plain CNN: six 3x3 convolutions with
-      dilations 1, 2, 4, 8, 16, 32 ("padding = dilation", the grid stays 32x32), BatchNorm + ReLU,
-      and a 1x1 convolution to the 8 output maps (no output activation). At dilation 32 only the
-      centre tap of a 3x3 kernel sees the 32x32 grid (the others fall in the zero padding), so
-      8/9 of that layer's weights never get a gradient; we keep the paper's dilation schedule
-      (``sen_dilations``) anyway.
-    * SEN, ``full``: the same layers built from escnn ``R2Conv`` on ``flipRot2dOnR2(4)``
+    * SEN, ``ours`` / ``none`` (``sen_downsample="stride"``, the release's form): a 3x3
+      convolution with stride 2 on the frames, five 3x3 convolutions with dilations 2, 4, 8, 16, 32
+      ("padding = dilation"), BatchNorm + ReLU after each, and a 3x3 convolution to the 8 output
+      maps (no output activation) with stride 2 at R = 128 (the release: 128 -> 64 -> 32) and 1 at
+      R = 64 (64 -> 32, the dilated layers then run at 32x32). The learned strided convolution sees
+      every pixel; the older form (``sen_downsample="pool"``, still buildable through overrides) first
+      average-pools the frames by ``R/32`` and then uses dilations 1..32 and a 1x1 convolution.
+    * SEN, ``full``: the pooled form built from escnn ``R2Conv`` on ``flipRot2dOnR2(4)``
       (6 trivial fields in, ``sen_fields`` regular fields hidden, InnerBatchNorm + ReLU, 8 trivial
-      fields out), i.e. it wrongly assumes D4 acts on the pixels. Average pooling over blocks that
-      tile the image is exactly D4-equivariant. Dilated steerable kernels use the undilated 3x3
+      fields out), i.e. it wrongly assumes D4 acts on the pixels. It always average-pools: blocks
+      that tile the image make pooling exactly D4-equivariant, where a stride-2 3x3 convolution on an
+      even grid is not (its sampling grid does not map to itself under a reflection). Dilated
+      steerable kernels use the undilated 3x3
       basis stretched by the dilation (escnn's default basis for a dilated kernel is over-complete,
       120 instead of 48 weights per pair of regular fields, and vanishes at the corners).
     * encoder, ``ours`` / ``full``: a D4 steerable CNN ``8 trivial -> H regular`` (3x3, 32x32)
@@ -38,23 +40,24 @@ Networks (``PRESETS[size][variant]`` holds the widths)
     * transition, ``none``: an MLP ``34 -> trans_hidden -> trans_hidden -> 32``, ReLU, residual.
 
 Paper-size widths (nothing depends on R)
-    The paper gives 181 regular fields for the equivariant encoder. A 1x1 D4 layer between 181
-    regular fields has ``181^2 * 8 = 262k`` weights, as many as a plain 512 -> 512 layer
-    (``181 * sqrt(8) = 512``), so ``none`` uses 512 channels / hidden units wherever ``ours``
-    uses 181 regular fields. A 3x3 D4 kernel between two regular fields has 48 free weights (a
-    plain one 72), so the two 3x3 hidden-to-hidden layers hold 3.15M weights in ``ours`` and 4.72M
-    in ``none``: that difference is the 1.6M gap between the paper's 4.0M (ours) and 5.6M (none).
-    An 80-channel SEN (0.29M) fills the rest. ``full`` uses 35 regular fields in its SEN (0.30M
-    weights, like ours'). Totals: ours 3.99M (SEN 0.29M, encoder 3.42M, transition 0.27M), none
-    5.63M (0.29M, 5.04M, 0.30M), full 3.99M. ``build(..., initialize=False)`` takes about 1 s at
-    paper size; escnn's generalised He initialisation (``initialize=True``) about 14 s.
+    The release's script (``scripts/reacher.sl``): a 32-channel SEN, 181 regular fields in the D4
+    encoder and transition. A 1x1 D4 layer between 181 regular fields has ``181^2 * 8 = 262k``
+    weights, as many as a plain 512 -> 512 layer (``181 * sqrt(8) = 512``), so ``none`` uses 512
+    channels / hidden units wherever ``ours`` uses 181 regular fields. A 3x3 D4 kernel between two
+    regular fields has 48 free weights (a plain one 72), so the two 3x3 hidden-to-hidden layers hold
+    3.15M weights in ``ours`` and 4.72M in ``none``. Totals: ours 3.75M (SEN 0.05M, encoder 3.42M,
+    transition 0.27M), none 5.39M (0.05M, 5.04M, 0.30M); the paper's table says 4.0M / 5.6M. ``full``
+    uses 35 regular fields in its pooled SEN (0.30M): 3.99M. ``build(..., initialize=False)`` takes
+    about 1 s at paper size; escnn's generalised He initialisation (``initialize=True``) about 14 s.
 
-CPU widths
-    8-channel SENs (1 regular field for ``full``), 2 regular fields (6 channels for ``none``) in
-    the encoder, 16 regular fields (45 units) in the transition: 4k-10k parameters. Measured on a
-    shared 2-core machine, 2 threads: 256 observations at R = 64 through ``encode`` forward and
-    backward take 0.20-0.25 s; a whole training step on 256 transitions (512 images, contrastive
-    loss, backward, Adam) 0.46-0.55 s.
+CPU widths (table 2 at cpu scale, 64x64 frames)
+    ``ours``: the release's 32-channel strided SEN (51k), 4 regular fields in the encoder's 3x3
+    layers (2k; they run on the 32x32 grid, and 8 fields made a step 1.6x slower), 128 regular fields in the
+    transition (140k): 193k parameters. ``none``: the same SEN, 16 channels in the encoder, 362
+    hidden units in the transition (``128 * sqrt(8)``): 213k. ``full``: 1 regular field in its SEN,
+    2 in the encoder, 16 in the transition: 4k. Measured on a shared 2-core machine (1 thread), a
+    training step on 256 transitions (512 images, contrastive loss, backward, Adam) takes 3.2 s for
+    ``ours`` and 2.9 s for ``none`` (0.17 s for the planar family's ``ours`` on the same frames).
 """
 
 from __future__ import annotations
@@ -86,15 +89,19 @@ LATENT_DIM = LATENT_FIELDS * D4_ORDER
 ACTION_DIM = 2
 DILATIONS = (1, 2, 4, 8, 16, 32)
 
+#: the release's SEN: a stride-2 3x3 convolution, these dilations, a 3x3 convolution (stride 2 at R = 128)
+STRIDED_DILATIONS = (2, 4, 8, 16, 32)
+_STRIDED = {"sen_dilations": STRIDED_DILATIONS, "sen_downsample": "stride", "batch_norm": True}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
-        "ours": {"sen_channels": 80, "sen_dilations": DILATIONS, "enc_fields": 181, "trans_fields": 181, "batch_norm": True},
-        "none": {"sen_channels": 80, "sen_dilations": DILATIONS, "enc_channels": 512, "trans_hidden": 512, "batch_norm": True},
+        "ours": {"sen_channels": 32, **_STRIDED, "enc_fields": 181, "trans_fields": 181},
+        "none": {"sen_channels": 32, **_STRIDED, "enc_channels": 512, "trans_hidden": 512},
         "full": {"sen_fields": 35, "sen_dilations": DILATIONS, "enc_fields": 181, "trans_fields": 181, "batch_norm": True},
     },
     "cpu": {
-        "ours": {"sen_channels": 8, "sen_dilations": DILATIONS, "enc_fields": 2, "trans_fields": 16, "batch_norm": True},
-        "none": {"sen_channels": 8, "sen_dilations": DILATIONS, "enc_channels": 6, "trans_hidden": 45, "batch_norm": True},
+        "ours": {"sen_channels": 32, **_STRIDED, "enc_fields": 4, "trans_fields": 128},
+        "none": {"sen_channels": 32, **_STRIDED, "enc_channels": 16, "trans_hidden": 362},
         "full": {"sen_fields": 1, "sen_dilations": DILATIONS, "enc_fields": 2, "trans_fields": 16, "batch_norm": True},
     },
 }
@@ -143,7 +150,7 @@ class ReacherLatentSymmetry(LatentSymmetry):
 
 
 class SEN(nn.Module):
-    """Images ``[B, 6, R, R]`` -> average pooling to ``[B, 6, 32, 32]`` -> ``body`` -> V ``[B, 8, 32, 32]``."""
+    """Images ``[B, 6, R, R]`` -> average pooling by ``factor`` (1 for the strided form) -> ``body`` -> V ``[B, 8, 32, 32]``."""
 
     def __init__(self, factor: int, body: nn.Module):
         super().__init__()
@@ -203,18 +210,44 @@ def _pool_factor(resolution: int) -> int:
     return resolution // GRID
 
 
+def sen_strides(resolution: int) -> tuple[int, int]:
+    """Strides of the strided SEN's first and last 3x3 convolutions that take ``R x R`` frames to the 32x32 grid.
+
+    The release's form at R = 128: both stride by 2 (128 -> 64, dilated convolutions at 64x64, -> 32);
+    at R = 64 only the first does (the dilated convolutions run at 32x32); at R = 32 neither.
+    """
+    strides = {GRID: (1, 1), 2 * GRID: (2, 1), 4 * GRID: (2, 2)}
+    if resolution not in strides:
+        raise ValueError(f"the strided Reacher SEN takes {sorted(strides)}-pixel frames, got {resolution}; use sen_downsample='pool'")
+    return strides[resolution]
+
+
 # -- plain networks (ours' and none's SEN, none's encoder and transition) -----------------------
 
 
-def plain_sen(in_channels: int, channels: int, dilations: Sequence[int], batch_norm: bool) -> nn.Sequential:
-    """``[B, 6, 32, 32]`` -> ``[B, 8, 32, 32]``: dilated 3x3 convolutions, then a 1x1 convolution."""
-    layers: list[nn.Module] = []
-    c_in = in_channels
+def plain_sen(
+    in_channels: int, channels: int, dilations: Sequence[int], batch_norm: bool, strides: tuple[int, int] | None = None
+) -> nn.Sequential:
+    """``ours``'/``none``'s SEN body: dilated 3x3 convolutions to ``[B, 8, 32, 32]``.
+
+    ``strides=None``: the input is already 32x32 (pooled); the last layer is a 1x1 convolution.
+    ``strides=(s0, s1)`` (the release's form, :func:`sen_strides`): a 3x3 convolution with stride
+    ``s0`` on the full frames first, the dilated layers, and a 3x3 convolution with stride ``s1`` last.
+    """
+
+    def block(c_in: int, stride: int, dilation: int) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(c_in, channels, 3, stride=stride, padding=dilation, dilation=dilation)]
+        return layers + ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
+
+    layers: list[nn.Module] = [] if strides is None else block(in_channels, strides[0], 1)
+    c_in = in_channels if strides is None else channels
     for d in dilations:
-        layers.append(nn.Conv2d(c_in, channels, 3, padding=int(d), dilation=int(d)))
-        layers += ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
+        layers += block(c_in, 1, int(d))
         c_in = channels
-    layers.append(nn.Conv2d(c_in, EMBED_CHANNELS, 1))
+    if strides is None:
+        layers.append(nn.Conv2d(c_in, EMBED_CHANNELS, 1))
+    else:
+        layers.append(nn.Conv2d(c_in, EMBED_CHANNELS, 3, stride=strides[1], padding=1))
     return nn.Sequential(*layers)
 
 
@@ -370,11 +403,17 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
     p = params
     gs = d4_gspace()  # one gspace for every escnn part
     dilations = tuple(int(d) for d in p["sen_dilations"])
-    if spec.variant == "full":
+    downsample = p.get("sen_downsample", "pool")
+    if downsample not in ("pool", "stride"):
+        raise ValueError(f"sen_downsample must be 'pool' or 'stride', got {downsample!r}")
+    if spec.variant == "full":  # stride-2 3x3 convolutions on even grids are not D4-equivariant: full always pools
         body: nn.Module = steerable_sen(gs, in_channels, p["sen_fields"], dilations, p["batch_norm"], initialize)
+        sen = SEN(_pool_factor(height), body)
+    elif downsample == "stride":
+        _pool_factor(height)
+        sen = SEN(1, plain_sen(in_channels, p["sen_channels"], dilations, p["batch_norm"], sen_strides(height)))
     else:
-        body = plain_sen(in_channels, p["sen_channels"], dilations, p["batch_norm"])
-    sen = SEN(_pool_factor(height), body)
+        sen = SEN(_pool_factor(height), plain_sen(in_channels, p["sen_channels"], dilations, p["batch_norm"]))
     if spec.variant == "none":
         encoder, transition = plain_encoder(p["enc_channels"], p["batch_norm"]), plain_transition(p["trans_hidden"])
     else:
