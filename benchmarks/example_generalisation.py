@@ -11,6 +11,8 @@ and MRR ranked among all evaluation episodes, and the SEN's EE.
   equivariant model.
 * ``puck``: examples/puck_env.py (D4, 2-d forces), trained with forces pointing right only
   (``0>=0``); the quarter turns map them onto every direction.
+* ``hex-tokens``: examples/hex_tokens_env.py (C6 x S3, three tokens, six moves each; the
+  ``planar-objects`` family), trained without move 3 of every token.
 
     .venv/bin/python benchmarks/example_generalisation.py            # 3 seeds, both examples: about 35 minutes on 2 cores
     .venv/bin/python benchmarks/example_generalisation.py --quick    # smoke run
@@ -38,7 +40,11 @@ from train_speed import write_atomic, write_csv  # noqa: E402
 EXAMPLES = {
     "hex": dict(env_id="hex_env:HexToken-v0", held_out="no-3", title="C6 hexagonal board, trained without move 3"),
     "puck": dict(env_id="puck_env:Puck-v0", held_out="0>=0", title="D4 puck, trained with rightward forces only"),
+    "hex-tokens": dict(env_id="hex_tokens_env:HexTokens-v0", held_out="no-3,no-9,no-15",
+                       title="C6 x S3, three tokens on a hexagonal board, trained without move 3 of any token"),
 }
+INTEGER = ("seed", "distinct_final_obs", "train_transitions", "eval_episodes", "epochs")
+NUMERIC = ("hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1", "ee", "ee_latent", "train_seconds")
 COLUMNS = ("example", "variant", "seed", "hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1",
            "distinct_final_obs", "ee", "ee_latent", "train_transitions", "eval_episodes", "epochs", "train_seconds")
 
@@ -114,6 +120,19 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def carried_over(path: Path, rows: list[dict]) -> list[dict]:
+    """Rows of the committed CSV for (example, variant, seed) not run now: a run of one example keeps the others'."""
+    if not path.exists():
+        return []
+    ran = {(r["example"], r["variant"], int(r["seed"])) for r in rows}
+    kept = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["example"] in EXAMPLES and (r["example"], r["variant"], int(r["seed"])) not in ran:
+                kept.append({k: (int(v) if k in INTEGER else float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()})
+    return kept
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0,1,2")
@@ -150,6 +169,8 @@ def main() -> None:
         print(r, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows = carried_over(out / "generalisation.csv", rows) + rows
+    rows.sort(key=lambda r: (list(EXAMPLES).index(r["example"]), ("ours", "none").index(r["variant"]), int(r["seed"])))
     write_csv(out / "generalisation.csv", rows, COLUMNS)
     write_atomic(out / "generalisation.md", markdown(rows))
     print((out / "generalisation.md").read_text())

@@ -41,6 +41,17 @@ def rotate(cells: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def draw_discs(cells: Any) -> np.ndarray:
+    """A ``SIZE x SIZE`` RGB image with a disc on each cell, the i-th in colour channel i."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    image = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+    for channel, cell in enumerate(cells):
+        px = SIZE / 2 + 2.4 * np.sqrt(3) * (cell[0] + cell[2] / 2)  # axial (q = x, r = z) to pixels
+        py = SIZE / 2 + 2.4 * 1.5 * cell[2]
+        image[..., channel][(xx - px) ** 2 + (yy - py) ** 2 <= 2.2**2] = 255
+    return image
+
+
 class HexSymmetry(EnvSymmetry):
     """C6: turns of the board by multiples of 60 degrees, acting on the token, the goal and the moves."""
 
@@ -111,12 +122,7 @@ class HexTokenEnv(SymmetricEnv):
         return {"token": np.array(token), "goal": np.array(state["goal"])}
 
     def _draw(self, token: np.ndarray) -> np.ndarray:
-        yy, xx = np.mgrid[0:SIZE, 0:SIZE] + 0.5
-        image = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
-        px = SIZE / 2 + 2.4 * np.sqrt(3) * (token[0] + token[2] / 2)  # axial (q = x, r = z) to pixels
-        py = SIZE / 2 + 2.4 * 1.5 * token[2]
-        image[..., 0][(xx - px) ** 2 + (yy - py) ** 2 <= 2.2**2] = 255
-        return image
+        return draw_discs([token])
 
     def _observation(self) -> np.ndarray:
         return self._draw(self._state["token"])

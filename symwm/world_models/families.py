@@ -10,7 +10,7 @@ A *family* is a module (or any object) with
   group's action on actions, the spaces), never from its id;
 * ``build(spec, env, params, initialize) -> WorldModel``.
 
-symwm's own families (``rotation``, ``reacher``, ``grid``) are found through the same registry as
+symwm's own families (``rotation``, ``reacher``, ``grid``, ``planar-objects``, ``planar``) are found through the same registry as
 third-party ones, which either call :func:`register_family` or declare an entry point in the group
 ``symwm.model_families`` (``name = "package.module"``), loaded on first use::
 
@@ -34,6 +34,7 @@ BUILTIN = (
     "symwm.world_models.models.rotation",
     "symwm.world_models.models.reacher",
     "symwm.world_models.models.grid",
+    "symwm.world_models.models.planar_objects",  # generic object-factored C_n / D_n x S_K (after grid: it fits grid worlds too)
     "symwm.world_models.models.planar",  # the generic one last: it also fits envs a specific family models better
 )
 _REQUIRED = ("NAME", "VARIANTS", "PRESETS", "supports", "build")

@@ -97,6 +97,44 @@ def discrete_action_maps(act_on_action: Any, elements: dict[Any, Any], n_actions
     return maps
 
 
+def object_motion_maps(
+    act_on_action: Any, planar: Any, elements: dict[Any, Any], permutations: Any, n_actions: int
+) -> dict[Any, np.ndarray]:
+    """Object-factored actions ``a = M * object + motion`` (``M = n_actions / K``): for every escnn element
+    ``h`` (the planar element ``elements[h]``), ``p[j]`` = the motion that motion ``j`` becomes.
+
+    Read off ``act_on_action`` on ``(planar element, permutation)`` pairs and checked, with a clear
+    error naming the element that breaks the layout: a planar element keeps every action with its
+    object and moves the motions of every object alike; a permutation (checked on the adjacent
+    transpositions, which generate S_K) moves object ``i``'s actions to object ``perm[i]``'s, motions
+    unchanged.
+    """
+    k = int(permutations.n)
+    if n_actions % k:
+        raise ValueError(f"{n_actions} actions do not split into equal blocks for {k} objects (a = M * object + motion)")
+    m = n_actions // k
+    actions = np.arange(n_actions)
+    ident = permutations.identity()
+    maps = {}
+    for h, s in elements.items():
+        p = np.array([int(act_on_action((s, ident), int(a))) for a in actions])
+        if not (p // m == actions // m).all():
+            raise ValueError(f"act_on_action(({s!r}, identity), .) moves actions between objects: not a = {m} * object + motion")
+        motions = p.reshape(k, m) % m
+        if not (motions == motions[0]).all() or sorted(motions[0].tolist()) != list(range(m)):
+            raise ValueError(f"act_on_action(({s!r}, identity), .) does not permute every object's {m} motions alike: {motions.tolist()}")
+        maps[h] = motions[0]
+    for i in range(k - 1):
+        swap = list(range(k))
+        swap[i], swap[i + 1] = i + 1, i
+        perm = type(ident)(tuple(swap))
+        p = np.array([int(act_on_action((planar.identity(), perm), int(a))) for a in actions])
+        want = np.array(swap)[actions // m] * m + actions % m
+        if not (p == want).all():
+            raise ValueError(f"act_on_action((identity, {perm!r}), .) does not move object i's actions to object perm[i]'s: {p.tolist()}")
+    return maps
+
+
 def linear_action_representation(
     act_on_action: Any, elements: dict[Any, Any], dim: int, G: egroup.Group, scale: float = 1.0, seed: int = 0, tol: float = 1e-6
 ) -> egroup.Representation:

@@ -15,39 +15,41 @@ N_MOTIONS = 4
 class GNNTransition(EscnnModule):
     """Fully connected GNN over objects (C-SWM): ``z' = z + node(z_i, a_i, sum_j edge(z_i, z_j))``.
 
-    Raw actions ``a`` in ``[0, 4K)`` (object ``a // 4``, motion ``a % 4``) become one 4-dim one-hot
-    per object (zeros for objects not acted on), with motion ``m`` at position ``motion_slot[m]``.
+    Raw actions ``a`` in ``[0, M K)`` (object ``a // M``, motion ``a % M``; ``M = n_motions``, 4 in the
+    grid worlds) become one M-dim one-hot per object (zeros for objects not acted on), with motion
+    ``m`` at position ``motion_slot[m]``.
     """
 
     def __init__(
-        self, edge_mlp: nn.Module, node_mlp: nn.Module, n_objects: int, edge_dim: int, motion_slot: torch.Tensor | None = None
+        self, edge_mlp: nn.Module, node_mlp: nn.Module, n_objects: int, edge_dim: int, motion_slot: torch.Tensor | None = None,
+        n_motions: int = N_MOTIONS,
     ):
         super().__init__()
         self.edge_mlp, self.node_mlp = edge_mlp, node_mlp
-        self.n_objects, self.edge_dim = n_objects, edge_dim
+        self.n_objects, self.edge_dim, self.n_motions = n_objects, edge_dim, int(n_motions)
         if motion_slot is None:
-            motion_slot = torch.arange(N_MOTIONS)
+            motion_slot = torch.arange(self.n_motions)
         self.register_buffer("motion_slot", motion_slot.long(), persistent=False)
         src = [(i, j) for i in range(n_objects) for j in range(n_objects) if i != j]  # grouped by receiver i
         self.register_buffer("receivers", torch.tensor([i for i, _ in src], dtype=torch.long), persistent=False)
         self.register_buffer("senders", torch.tensor([j for _, j in src], dtype=torch.long), persistent=False)
 
     def encode_actions(self, actions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Raw actions ``[B]`` -> per-object motion one-hots ``[B, K, 4]``."""
+        """Raw actions ``[B]`` -> per-object motion one-hots ``[B, K, M]``."""
         if actions.dim() == 2 and actions.shape[1] == 1:
             actions = actions[:, 0]
         actions = actions.long()
-        b, k = actions.shape[0], self.n_objects
-        if ((actions < 0) | (actions >= N_MOTIONS * k)).any():
-            raise ValueError(f"actions must lie in [0, {N_MOTIONS * k})")
-        flat = (actions // N_MOTIONS) * N_MOTIONS + self.motion_slot[actions % N_MOTIONS]
-        onehot = torch.zeros(b, k * N_MOTIONS, dtype=like.dtype, device=like.device)
+        b, k, m = actions.shape[0], self.n_objects, self.n_motions
+        if ((actions < 0) | (actions >= m * k)).any():
+            raise ValueError(f"actions must lie in [0, {m * k})")
+        flat = (actions // m) * m + self.motion_slot[actions % m]
+        onehot = torch.zeros(b, k * m, dtype=like.dtype, device=like.device)
         onehot[torch.arange(b, device=like.device), flat] = 1.0
-        return onehot.view(b, k, N_MOTIONS)
+        return onehot.view(b, k, m)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         b, k, d = z.shape
-        act = self.encode_actions(actions, z)  # [B, K, 4]
+        act = self.encode_actions(actions, z)  # [B, K, M]
         if k > 1:
             pairs = torch.cat([z[:, self.receivers], z[:, self.senders]], dim=-1)  # [B, K(K-1), 2D]
             agg = self._edge_sum(pairs.reshape(-1, 2 * d)).view(b, k, -1)  # [B, K, hidden]
@@ -78,7 +80,8 @@ class GNNTransition(EscnnModule):
         """The same transition with plain-torch layers (eval mode)."""
         self.eval()
         return GNNTransition(
-            export_sequential(self.edge_mlp), export_sequential(self.node_mlp), self.n_objects, self.edge_dim, self.motion_slot
+            export_sequential(self.edge_mlp), export_sequential(self.node_mlp), self.n_objects, self.edge_dim, self.motion_slot,
+            self.n_motions,
         ).eval()
 
 

@@ -35,7 +35,7 @@ from symwm.world_models.components.encoders import ObjectEncoder
 from symwm.world_models.components.mlp import equivariant_mlp, plain_mlp
 from symwm.world_models.components.sen import EquivariantSEN, PlainSEN, matching_sen_fields
 from symwm.world_models.components.transitions import N_MOTIONS, GNNTransition
-from symwm.world_models.representations import permutation_fields
+from symwm.world_models.representations import object_motion_maps, permutation_fields
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
 NAME = "grid"
@@ -105,12 +105,10 @@ def pixel_maps(planar: Dihedral, G: egroup.Group, height: int, width: int) -> di
 
 
 def motion_maps(symmetry: Any, G: egroup.Group) -> dict[Any, np.ndarray]:
-    """For every escnn element ``h``: ``p[m]`` = the motion that motion ``m`` becomes (``act_on_action``)."""
-    ident = symmetry.permutations.identity()
-    maps = {}
-    for h, s in _symwm_elements(symmetry.planar, G).items():
-        maps[h] = np.array([symmetry.act_on_action((s, ident), m) % N_MOTIONS for m in range(N_MOTIONS)])
-    return maps
+    """For every escnn element ``h``: ``p[m]`` = the motion that motion ``m`` becomes (``act_on_action``, checked)."""
+    perms = symmetry.permutations
+    elements = _symwm_elements(symmetry.planar, G)
+    return object_motion_maps(symmetry.act_on_action, symmetry.planar, elements, perms, N_MOTIONS * perms.n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,7 +116,7 @@ def motion_maps(symmetry: Any, G: egroup.Group) -> dict[Any, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _permute_objects(perms: Symmetric, perm: Permutation, x: torch.Tensor, dim: int) -> torch.Tensor:
+def permute_objects(perms: Symmetric, perm: Permutation, x: torch.Tensor, dim: int) -> torch.Tensor:
     """Move entry ``i`` along ``dim`` to slot ``perm[i]`` (``Symmetric.permute`` on tensors)."""
     inv = torch.tensor(perms.inverse(perm).perm, dtype=torch.long, device=x.device)
     return x.index_select(dim, inv)
@@ -141,7 +139,7 @@ class GridLatentSymmetry(LatentSymmetry):
     def act_on_embedding(self, g: Any, v: torch.Tensor) -> torch.Tensor:
         """``[..., K, H, W]``: transform every map with the grid, then move object ``i`` to ``perm[i]``."""
         planar, perm = self._split(g)
-        return _permute_objects(self.permutations, perm, transform_grid(planar, v, axes=(-2, -1)), v.dim() - 3)
+        return permute_objects(self.permutations, perm, transform_grid(planar, v, axes=(-2, -1)), v.dim() - 3)
 
     def act_on_latent(self, g: Any, z: torch.Tensor) -> torch.Tensor:
         """``[..., K, D]``: regular representation per object, then move object ``i`` to ``perm[i]``."""
@@ -152,7 +150,7 @@ class GridLatentSymmetry(LatentSymmetry):
                 "its SEN outputs do (act_on_embedding)"
             )
         mat = self.latent_matrices[planar].to(z)
-        return _permute_objects(self.permutations, perm, z @ mat.T, z.dim() - 2)
+        return permute_objects(self.permutations, perm, z @ mat.T, z.dim() - 2)
 
 
 # ----------------------------------------------------------------------------------------------
