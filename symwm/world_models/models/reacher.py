@@ -17,7 +17,9 @@ Networks (``PRESETS[size][variant]`` holds the widths)
       convolution with stride 2 on the frames, five 3x3 convolutions with dilations 2, 4, 8, 16, 32
       ("padding = dilation"), BatchNorm + ReLU after each, and a 3x3 convolution to the 8 output
       maps (no output activation) with stride 2 at R = 128 (the release: 128 -> 64 -> 32) and 1 at
-      R = 64 (64 -> 32, the dilated layers then run at 32x32). The learned strided convolution sees
+      R = 64 (64 -> 32, the dilated layers then run at 32x32, where only the centre tap of the
+      dilation-32 kernel meets the grid: 8/9 of that layer's weights get no gradient; we keep the
+      release's schedule). The learned strided convolution sees
       every pixel; the older form (``sen_downsample="pool"``, still buildable through overrides) first
       average-pools the frames by ``R/32`` and then uses dilations 1..32 and a 1x1 convolution.
     * SEN, ``full``: the pooled form built from escnn ``R2Conv`` on ``flipRot2dOnR2(4)``
