@@ -268,16 +268,25 @@ class PlainGNN(_EdgeList):
 
 
 class PlainReacherSEN(nn.Module):
-    """Average pool to 32x32, dilated 3x3 conv + BN + ReLU layers, 1x1 conv to 8 maps (NCHW)."""
+    """The release's ``ReacherEmbedding`` (NCHW): a stride-2 3x3 conv, dilated 3x3 convs, a 3x3 conv to 8 maps
+    with stride 2 at 128x128 (BN + ReLU after every hidden conv). ``strided=False``: our older pooled
+    form (average pool to 32x32, the dilations, a 1x1 conv), kept for presets that ask for it."""
 
-    def __init__(self, factor: int, in_channels: int, channels: int, dilations: tuple[int, ...], out_channels: int = 8):
+    def __init__(self, factor: int, in_channels: int, channels: int, dilations: tuple[int, ...], out_channels: int = 8,
+                 strided: bool = True):
         super().__init__()
-        layers: list[nn.Module] = [nn.AvgPool2d(factor)] if factor > 1 else []
+        layers: list[nn.Module] = []
         c = in_channels
+        if strided:  # factor 4: 128 -> 64 -> (dilated) -> 32; factor 2: 64 -> 32 -> (dilated) -> 32
+            first, last = {1: (1, 1), 2: (2, 1), 4: (2, 2)}[factor]
+            layers += [nn.Conv2d(c, channels, 3, stride=first, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
+            c = channels
+        elif factor > 1:
+            layers.append(nn.AvgPool2d(factor))
         for d in dilations:
             layers += [nn.Conv2d(c, channels, 3, padding=d, dilation=d), nn.BatchNorm2d(channels), nn.ReLU()]
             c = channels
-        layers.append(nn.Conv2d(c, out_channels, 1))
+        layers.append(nn.Conv2d(c, out_channels, 3, stride=last, padding=1) if strided else nn.Conv2d(c, out_channels, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -463,7 +472,7 @@ def build_authors_model(spec: ModelSpec, initialize: bool = False) -> AuthorsMod
     if spec.variant == "full":
         sen = EscnnReacherSEN(factor, c, int(p["sen_fields"]), dil, initialize)
     else:
-        sen = PlainReacherSEN(factor, c, int(p["sen_channels"]), dil)
+        sen = PlainReacherSEN(factor, c, int(p["sen_channels"]), dil, strided=p.get("sen_downsample", "pool") == "stride")
     if spec.variant == "none":
         return AuthorsModel(sen, PlainReacherEncoder(int(p["enc_channels"])), PlainReacherTransition(int(p["trans_hidden"])), False)
     return AuthorsModel(sen, EscnnReacherEncoder(int(p["enc_fields"]), initialize), EscnnReacherTransition(int(p["trans_fields"]), initialize), False)
