@@ -436,7 +436,11 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
             paper = s.paper.get(v, {}).get(m)
             if paper:
                 ax.plot([i - 0.4, i + 0.4], [float(paper.split()[0])] * 2, "k-", lw=2)
-        ax.set_xticks(range(len(s.variants)), s.variants)
+        long = any(len(v) > 6 for v in s.variants)  # "planar/ours": slanted so that labels do not overlap
+        ax.set_xticks(range(len(s.variants)), s.variants, rotation=30 if long else 0, ha="right" if long else "center", fontsize=8)
+        if not any(r["setting"] == s.key for r in rows):
+            ax.text(0.5, 0.5, "not run at this protocol", transform=ax.transAxes, ha="center", va="center", fontsize=9)
+            ax.set_yticks([])
         ax.set_ylabel(label)
         ax.set_title(s.title, fontsize=8)
     for ax, (name, group) in zip(axes[0][len(blocks):], sweeps.items()):
