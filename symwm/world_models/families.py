@@ -100,14 +100,19 @@ def get_family(name: str) -> Any:
     return fams[name]
 
 
+def require_support(name: str, supports: Any, env: Any, label: str) -> None:
+    """Raise :class:`FamilyError` with the family's reason where ``supports(env)`` says it cannot model ``env``."""
+    reason = supports(env)
+    if reason is not None:
+        raise FamilyError(f"model family {name!r} cannot model {label}: {reason}")
+
+
 def family_for_env(env: Any, name: str | None = None, env_id: str | None = None) -> Any:
     """The family that models the unwrapped ``env``: ``name``'s if given (checked), else the first that supports it."""
     label = env_id or getattr(getattr(env, "spec", None), "id", None) or type(env).__name__
     if name is not None:
         fam = get_family(name)
-        reason = fam.supports(env)
-        if reason is not None:
-            raise FamilyError(f"model family {name!r} cannot model {label}: {reason}")
+        require_support(name, fam.supports, env, label)
         return fam
     reasons = {}
     for fam_name, fam in families().items():

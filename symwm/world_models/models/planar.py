@@ -34,6 +34,7 @@ from gymnasium import spaces
 
 from symwm.envs.groups import Dihedral
 from symwm.world_models.escnn_bridge import representation_matrix, to_escnn
+from symwm.world_models.families import require_support
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 from symwm.world_models.components.encoders import VectorEncoder
 from symwm.world_models.components.mlp import equivariant_mlp, plain_mlp
@@ -110,9 +111,7 @@ class PlanarLatentSymmetry(LatentSymmetry):
 
 def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:
     """The ``spec.variant`` planar model for the unwrapped ``env``."""
-    reason = supports(env)
-    if reason is not None:
-        raise ValueError(f"the planar family cannot model {spec.env_id}: {reason}")
+    require_support(NAME, supports, env, spec.env_id)
     planar: Dihedral = env.symmetry.action_group
     G = escnn_group(planar)
     gs = gspaces.no_base_space(G)

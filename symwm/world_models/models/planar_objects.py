@@ -43,6 +43,7 @@ from symwm.world_models.components.mlp import equivariant_mlp, plain_mlp
 from symwm.world_models.components.sen import FibreSEN
 from symwm.world_models.components.transitions import GNNTransition
 from symwm.world_models.escnn_bridge import representation_matrix, to_escnn
+from symwm.world_models.families import require_support
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 from symwm.world_models.models.grid import permute_objects
 from symwm.world_models.models.planar import escnn_group
@@ -121,9 +122,7 @@ class ObjectFibreSymmetry(LatentSymmetry):
 
 def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:
     """The ``spec.variant`` object-factored planar model for the unwrapped ``env``."""
-    reason = supports(env)
-    if reason is not None:
-        raise ValueError(f"the planar-objects family cannot model {spec.env_id}: {reason}")
+    require_support(NAME, supports, env, spec.env_id)
     if spec.variant not in VARIANTS:
         raise ValueError(f"unknown variant {spec.variant!r} for the planar-objects family; known: {list(VARIANTS)}")
     planar, perms = _factors(env)

@@ -412,7 +412,7 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
         body: nn.Module = steerable_sen(gs, in_channels, p["sen_fields"], dilations, p["batch_norm"], initialize)
         sen = SEN(_pool_factor(height), body)
     elif downsample == "stride":
-        _pool_factor(height)
+        _pool_factor(height)  # frames that are not a multiple of 32: the same error as the pooled form
         sen = SEN(1, plain_sen(in_channels, p["sen_channels"], dilations, p["batch_norm"], sen_strides(height)))
     else:
         sen = SEN(_pool_factor(height), plain_sen(in_channels, p["sen_channels"], dilations, p["batch_norm"]))

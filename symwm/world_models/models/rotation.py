@@ -51,6 +51,7 @@ from torch.nn import functional as F
 
 from symwm.envs.groups import SO3
 from symwm.world_models.escnn_bridge import EscnnModule, PlainIO
+from symwm.world_models.families import require_support
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
 NAME = "rotation"
@@ -464,9 +465,7 @@ def supports(env: Any) -> str | None:
 
 def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = True) -> WorldModel:
     """A world model for an SO(3) environment (``env`` unwrapped; see :func:`supports`); ``initialize=False`` skips escnn init."""
-    reason = supports(env)
-    if reason is not None:
-        raise ValueError(f"the rotation family cannot model {spec.env_id}: {reason}")
+    require_support(NAME, supports, env, spec.env_id)
     if spec.variant not in VARIANTS:
         raise ValueError(f"unknown variant {spec.variant!r} for {spec.env_id}; known: {list(VARIANTS)}")
     h, w, c = env.observation_space.shape
