@@ -69,6 +69,22 @@ class Data:
     warmup: int = 0
 
 
+@dataclass(frozen=True)
+class ExtraEval:
+    """A further evaluation of every run of a setting: ``horizon``-step prediction on the setting's evaluation episodes or on others.
+
+    Its metrics are stored as ``<name>:<metric>`` (``heldout10:hits@1``); a setting's ``metrics`` may list them.
+    """
+
+    name: str
+    """column prefix, file-name safe"""
+    label: str
+    """what the table's column headers say after the metric"""
+    horizon: int
+    actions: str | None = None
+    """evaluate on episodes collected with only these actions (``symwm collect --actions``; same seeds, no twins); None: the setting's evaluation episodes"""
+
+
 @dataclass
 class Setting:
     """One block of a table: a training set, an evaluation protocol and the variants compared on it."""
@@ -102,6 +118,18 @@ class Setting:
     """the paper's figure per variant and metric, as printed there"""
     sweep: tuple[str, float] | None = None
     """(sweep name, x value) for settings that form a curve (data efficiency)"""
+    extra_evals: tuple[ExtraEval, ...] = ()
+    """further evaluations of every run (other horizons, held-out actions only)"""
+
+
+def metric_info(s: Setting, metric: str) -> tuple[str, float, int]:
+    """(label, display factor, decimals) of one of a setting's metrics, ``<extra eval>:<metric>`` included."""
+    name, _, base = metric.rpartition(":")
+    label, factor, digits = METRICS[base]
+    if name:
+        extra = next(e for e in s.extra_evals if e.name == name)
+        label = f"{label}, {extra.label}"
+    return label, factor, digits
 
 
 # -------------------------------------------------------------------------------------------------
@@ -187,8 +215,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     model = load_model(out / "best.pt", device=device)
     start = time.perf_counter()
     metrics = evaluate(model, job["eval_dataset"], job["horizon"], device=device, seed=0, hard_negatives=job["hard_negatives"])
+    for extra in job.get("extra_evals", []):
+        more = evaluate(model, extra["dataset"], extra["horizon"], device=device, seed=0)
+        metrics.update({f"{extra['name']}:{k}": v for k, v in more.items()})
     result = {
         "metrics": metrics,
+        "extra_evals": job.get("extra_evals", []),
         "eval_dataset": job["eval_dataset"],
         "horizon": job["horizon"],
         "hard_negatives": job["hard_negatives"],
@@ -211,8 +243,8 @@ def _finished(job: dict[str, Any]) -> bool:
     if not path.exists():
         return False
     r = json.loads(path.read_text())
-    return ((r.get("eval_dataset"), r.get("horizon"), r.get("hard_negatives"), r.get("epochs", job["epochs"]))
-            == (job["eval_dataset"], job["horizon"], job["hard_negatives"], job["epochs"]))
+    return ((r.get("eval_dataset"), r.get("horizon"), r.get("hard_negatives"), r.get("epochs", job["epochs"]), r.get("extra_evals", []))
+            == (job["eval_dataset"], job["horizon"], job["hard_negatives"], job["epochs"], job.get("extra_evals", [])))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -227,6 +259,13 @@ def seeds_data(s: Setting, seed: int, work: Path) -> tuple[Path, Path]:
     return train, ev
 
 
+def extra_eval_data(s: Setting, e: ExtraEval, seed: int, work: Path) -> Path:
+    """The rollout file an extra evaluation ranks on: the setting's evaluation episodes, or as many with ``e.actions`` only."""
+    if e.actions is None:
+        return seeds_data(s, seed, work)[1]
+    return data_path(work, s.env_id, s.eval, 1000 * seed + 2, e.actions, None, s.env_kwargs)
+
+
 def collect_all(settings: list[Setting], seeds: list[int], work: Path, n_envs: int) -> None:
     """Collect every rollout file the table needs (cached)."""
     from symwm.world_models.collect import ensure_collected
@@ -234,9 +273,11 @@ def collect_all(settings: list[Setting], seeds: list[int], work: Path, n_envs: i
     for s in settings:
         for seed in seeds:
             train, ev = seeds_data(s, seed, work)
+            extra = [(extra_eval_data(s, e, seed, work), s.eval, e.actions, None, 1000 * seed + 2) for e in s.extra_evals if e.actions]
             for path, data, actions, twins, dseed in (
                 (train, s.train, s.train_actions, None, 1000 * seed + 1),
                 (ev, s.eval, None, s.twins, 1000 * seed + 2),
+                *extra,
             ):
                 start = time.perf_counter()
                 _, made = ensure_collected(
@@ -260,6 +301,8 @@ def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str
                     "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "device": device, "threads": threads,
                     "horizon": s.horizon, "hard_negatives": s.hard_negatives, "val_fraction": s.val_fraction, "hinge_on": s.hinge_on,
                     "temporal_negatives": s.temporal_negatives,
+                    "extra_evals": [{"name": e.name, "horizon": e.horizon, "dataset": str(extra_eval_data(s, e, seed, work))}
+                                    for e in s.extra_evals],
                 })
     return jobs
 
@@ -346,13 +389,22 @@ def earlier_rows(paths: list[Path], settings: list[Setting], have: list[dict[str
                     continue
                 row: dict[str, Any] = {"setting": s.key, "variant": raw["variant"], "seed": key[2], "device": raw["device"],
                                        "config": raw["config"], "carried": True}
-                for k in (*METRICS, "train_seconds"):
+                for k in (*METRICS, *extra_columns([s]), "train_seconds"):
                     row[k] = float(raw[k]) if raw.get(k) not in (None, "") else None
                 for k in ("best_epoch", "parameters"):
                     row[k] = int(float(raw[k])) if raw.get(k) not in (None, "") else None
                 kept.append(row)
                 done.add(key)
     return kept, stale
+
+
+#: the metrics an extra evaluation's CSV columns keep (its EE and DIE would repeat the main evaluation's or need twins)
+EXTRA_METRICS = ("hits@1", "hits@5", "hits@10", "mrr")
+
+
+def extra_columns(settings: list[Setting]) -> list[str]:
+    """The CSV columns of the settings' extra evaluations: the ranking metrics under each extra evaluation's name."""
+    return list(dict.fromkeys(f"{e.name}:{m}" for s in settings for e in s.extra_evals for m in EXTRA_METRICS))
 
 
 def summarise(rows: list[dict[str, Any]], setting: str, variant: str, metric: str) -> tuple[float, float, int]:
@@ -365,7 +417,7 @@ def summarise(rows: list[dict[str, Any]], setting: str, variant: str, metric: st
 
 def cell(rows: list[dict[str, Any]], s: Setting, variant: str, metric: str, n_seeds: int | None = None) -> str:
     """``mean +- std`` in the metric's display units, with the paper's figure in brackets; says so when seeds are missing."""
-    _, factor, digits = METRICS[metric]
+    _, factor, digits = metric_info(s, metric)
     mean, std, n = summarise(rows, s.key, variant, metric)
     text = "n/a" if n == 0 else f"{mean * factor:.{digits}f} ± {std * factor:.{digits}f}"
     if 0 < n < (n_seeds or 0):
@@ -397,7 +449,12 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
                   f"`{s.size}` models, {s.epochs} epochs, batch {s.batch_size}, Adam lr {s.lr}"
                   f"{', one hinge per object' if s.hinge_on == 'object' else ''}"
                   f"{', temporal negatives' if s.temporal_negatives else ''}.", ""]
-        lines.append("| model | " + " | ".join(METRICS[m][0] for m in s.metrics) + " | params | train s |")
+        if s.extra_evals:
+            lines += ["Further evaluations of the same runs: " + "; ".join(
+                f"{e.label}: {e.horizon}-step prediction on "
+                + (f"{s.eval.episodes} other episodes with only `{e.actions}` (same seeds, no twins)" if e.actions else "the same episodes")
+                for e in s.extra_evals) + ".", ""]
+        lines.append("| model | " + " | ".join(metric_info(s, m)[0] for m in s.metrics) + " | params | train s |")
         lines.append("|---" * (len(s.metrics) + 3) + "|")
         for v in variants:
             sel = [r for r in rows if r["setting"] == s.key and r["variant"] == v]
@@ -427,7 +484,7 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels + 0.4, 3.4), squeeze=False)
     for ax, s in zip(axes[0], blocks):
         m = metric_of(s)
-        label, factor, _ = METRICS[m]
+        label, factor, _ = metric_info(s, m)
         for i, v in enumerate(s.variants):
             mean, std, n = summarise(rows, s.key, v, m)
             ax.bar(i, mean * factor, yerr=std * factor, color=colour[v], alpha=0.75, capsize=3)
@@ -446,7 +503,7 @@ def plot(path: Path, settings: list[Setting], rows: list[dict[str, Any]], metric
     for ax, (name, group) in zip(axes[0][len(blocks):], sweeps.items()):
         group = sorted(group, key=lambda s: s.sweep[1])
         m = metric_of(group[0])
-        label, factor, _ = METRICS[m]
+        label, factor, _ = metric_info(group[0], m)
         for i, v in enumerate(group[0].variants):
             xs = [s.sweep[1] for s in group]
             stats = [summarise(rows, s.key, v, m) for s in group]
@@ -479,7 +536,7 @@ def write_report(name: str, title: str, intro: list[str], settings: list[Setting
     rows = sorted(rows + kept, key=lambda r: (order[r["setting"], r["variant"]], r["seed"]))
     seeds = sorted(set(seeds) | {r["seed"] for r in rows})
     out.mkdir(parents=True, exist_ok=True)
-    keys = ["setting", "variant", "seed", *METRICS, "train_seconds", "best_epoch", "parameters", "device", "config"]
+    keys = ["setting", "variant", "seed", *METRICS, *extra_columns(settings), "train_seconds", "best_epoch", "parameters", "device", "config"]
     tmp = out / f".{stem}.csv.tmp"
     with open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")

@@ -37,12 +37,26 @@ from table4_rotation import build  # noqa: E402
 PLATEAU_DEG = 0.5
 
 
-def setting(actions: str, variants: list[str], epochs: int, quick: bool) -> Setting:
-    """Table 4's setting for ``actions``, trained for ``epochs`` (its own run directories)."""
+def setting(actions: str, variants: list[str], epochs: int, quick: bool, episodes: int | None = None, steps: int | None = None,
+            max_angle_deg: float | None = None) -> Setting:
+    """Table 4's setting for ``actions``, trained for ``epochs`` (its own run directories).
+
+    ``episodes`` x ``steps`` replaces table 4's training recipe (1000 x 10) and ``max_angle_deg`` the
+    continuous actions' largest rotation (36 degrees); each changes the setting's key, so such runs
+    and their report sit beside the table-4 recipe's.
+    """
     base = next(s for s in build("cpu", quick) if s.key == f"rotation-{actions}")
     epochs = base.epochs if quick else epochs
-    return dataclasses.replace(base, key=f"{base.key}-e{epochs}", variants=tuple(variants), epochs=epochs,
-                               title=f"{base.title}, {epochs} epochs")
+    key, title, train, kwargs = f"{base.key}-e{epochs}", f"{base.title}, {epochs} epochs", base.train, dict(base.env_kwargs)
+    if episodes or steps:
+        train = dataclasses.replace(train, episodes=episodes or train.episodes, steps=steps or train.steps)
+        key, title = f"{key}-{train.episodes}x{train.steps}", f"{title}, {train.episodes} x {train.steps} training transitions"
+    if max_angle_deg:
+        if actions != "continuous":
+            raise SystemExit("--max-angle applies to continuous actions only")
+        kwargs["max_angle"] = float(np.deg2rad(max_angle_deg))
+        key, title = f"{key}-a{max_angle_deg:g}", f"{title}, actions up to {max_angle_deg:g} degrees"
+    return dataclasses.replace(base, key=key, variants=tuple(variants), epochs=epochs, title=title, train=train, env_kwargs=kwargs)
 
 
 def plateau_epoch(errors: list[float]) -> int:
@@ -220,13 +234,16 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default: 2)")
     p.add_argument("--work", default=None, help="runs and rollouts (default: runs/bench/cpu)")
     p.add_argument("--out", default=None, help="where the report goes (default: benchmarks/results/tables; --quick: <work>/results)")
+    p.add_argument("--episodes", type=int, default=None, help="training episodes (default: table 4's 1000)")
+    p.add_argument("--steps", type=int, default=None, help="steps per training episode (default: table 4's 10)")
+    p.add_argument("--max-angle", type=float, default=None, help="continuous actions' largest rotation in degrees (default: the env's 36)")
     p.add_argument("--probe-epochs", type=int, default=10, help="epochs of the supervised probe per seed (0: none)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny data, table 4's quick epochs, seed 0")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = args.seeds[:1]
-    s = setting(args.actions, args.variants, args.epochs, args.quick)
+    s = setting(args.actions, args.variants, args.epochs, args.quick, args.episodes, args.steps, args.max_angle)
     work = Path(args.work or ROOT / "runs" / "bench" / ("quick" if args.quick else "cpu"))
     out = Path(args.out) if args.out else work / "results" if args.quick else ROOT / "benchmarks" / "results" / "tables"
     if not args.report_only:

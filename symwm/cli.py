@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train SEN + equivariant encoder + transition (or a baseline) with the paper's "
                        "contrastive loss. Runs unchanged under torchrun --nproc_per_node=N.")
     p.add_argument("--env", required=True, type=env_id_arg, help=ENV_HELP + "; the model family is chosen by what it declares")
-    p.add_argument("--variant", default="ours", help="the family's variant: ours | none | full (rotation family: ours | matmul | none)")
+    p.add_argument("--variant", default="ours", help="the family's variant: ours | none | full (grid also cnn; rotation: ours | matmul | none; planar, planar-objects: ours | none)")
     p.add_argument("--size", default="cpu", choices=SIZES, help="preset size (default: %(default)s)")
     p.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="environment option the data was collected with")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset hyper-parameter")

@@ -17,6 +17,7 @@ import paper_tables as tables  # noqa: E402
 import rotation_pose  # noqa: E402
 import sen_object_response  # noqa: E402
 import table1_blocks  # noqa: E402
+import table3_shapes  # noqa: E402
 
 
 @pytest.mark.slow
@@ -46,6 +47,34 @@ def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
                                      "--out", str(tmp_path / "out" / "sen.md")])
     row = [line for line in diag.read_text().splitlines() if line.startswith("| cubes-no-left-temporal | 0 |")]
     assert len(row) == 1 and row[0].count("->") == 10
+
+
+@pytest.mark.slow
+def test_extra_evaluations_rank_held_out_actions_and_longer_horizons_and_are_carried_over(tmp_path):
+    """Table 3: every run is also ranked on held-out actions only (its own rollouts) and at 10 steps; a report without runs keeps them."""
+    import h5py
+
+    argv = ["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--jobs", "2", "--variants", "cnn", "ours"]
+    md = table3_shapes.main("table3_shapes", "t3", table3_shapes.INTRO, table3_shapes.build, lambda s: "hits@10", argv)
+    text = md.read_text()
+    assert "| Hits@1 %, held-out actions, 10 steps |" in text and "| cnn |" in text and "[2.8]" in text
+    held = sorted((tmp_path / "work" / "data").glob("Shapes2D-v0_no-up_*.h5"))
+    assert len(held) == 1
+    with h5py.File(held[0]) as f:
+        assert not {0, 4, 8, 12, 16} & set(f["actions"][:].ravel().tolist())  # motion 0 ('up') of every object held out
+    rows = list(csv.DictReader(open(tmp_path / "out" / "table3_shapes_cpu.csv")))
+    assert [r["variant"] for r in rows] == ["cnn", "ours"]
+    for r in rows:
+        assert all(0.0 <= float(r[f"{e}:hits@1"]) <= 100.0 for e in ("heldout1", "steps10", "heldout10"))
+        assert float(r["steps10:hits@1"]) <= float(r["steps10:hits@10"])
+    run = json.loads((tmp_path / "work" / "runs" / "shapes-up-only" / "ours" / "seed0" / "eval.json").read_text())
+    assert [e["name"] for e in run["extra_evals"]] == ["heldout1", "steps10", "heldout10"]
+    assert run["metrics"]["steps10:hits@1"] == float(rows[1]["steps10:hits@1"])
+    # rewritten from the CSV alone: the extra columns survive
+    settings = table3_shapes.build("cpu", True)
+    tables.write_report("table3_shapes", "t3", [], settings, [0], tmp_path / "no-work", tmp_path / "out", "cpu", lambda s: "hits@10")
+    again = list(csv.DictReader(open(tmp_path / "out" / "table3_shapes_cpu.csv")))
+    assert [r["heldout10:hits@1"] for r in again] == [r["heldout10:hits@1"] for r in rows]
 
 
 def test_a_report_keeps_the_rows_of_runs_it_does_not_have_while_their_setting_is_unchanged(tmp_path):

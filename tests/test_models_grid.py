@@ -133,7 +133,7 @@ def test_full_sen_and_full_model_are_pixel_equivariant(env_id, kwargs, mode):
 @pytest.mark.parametrize("variant", grid.VARIANTS)
 def test_export_is_plain_torch_and_matches_eval(variant):
     model, env = model_and_env(*CONFIGS[1], variant)
-    k, _ = model.latent_shape
+    k = env.n_objects
     gen = torch.Generator().manual_seed(4)
     obs = torch.randint(0, 256, (3, *env.observation_space.shape), dtype=torch.uint8, generator=gen)
     a = torch.randint(0, 4 * k, (3,), generator=gen)
@@ -160,7 +160,7 @@ def test_state_dict_round_trip(variant):
     torch.manual_seed(5)
     model = build_model(spec)
     env = make_env(spec)
-    k, _ = model.latent_shape
+    k = env.n_objects
     obs = torch.randint(0, 256, (4, *env.observation_space.shape), dtype=torch.uint8)
     a = torch.randint(0, 4 * k, (4,))
     model.train()
@@ -178,20 +178,21 @@ def test_state_dict_round_trip(variant):
 @pytest.mark.parametrize("variant", grid.VARIANTS)
 def test_forward_shapes(variant):
     model, env = model_and_env(*CONFIGS[0], variant)
-    k, d = model.latent_shape
-    assert (k, d) == ((5, 2) if variant == "none" else (5, 8))
+    slots, d = model.latent_shape
+    assert (slots, d) == {"none": (5, 2), "cnn": (1, 32)}.get(variant, (5, 8))  # cnn: one vector for the scene
+    k = env.n_objects
     gen = torch.Generator().manual_seed(6)
     obs = torch.randint(0, 256, (3, *env.observation_space.shape), dtype=torch.uint8, generator=gen)
     actions = torch.randint(0, 4 * k, (3, 4), generator=gen)
     model.train()
     z, z_pred, z_next = model(obs, actions[:, 0], obs)
-    assert z.shape == z_pred.shape == z_next.shape == (3, k, d)
+    assert z.shape == z_pred.shape == z_next.shape == (3, slots, d)
     assert model.embed(obs).shape == (3, k, 25, 25)  # the cpu preset pools 2x2 before the SEN
     with torch.no_grad():
         model.eval()
         z = model.encode(obs)
-        assert model.predict(z, actions[:, 0]).shape == (3, k, d)
-        assert model.rollout(z, actions).shape == (3, k, d)
+        assert model.predict(z, actions[:, 0]).shape == (3, slots, d)
+        assert model.rollout(z, actions).shape == (3, slots, d)
         assert torch.equal(model.rollout(z, actions[:, :1]), model.predict(z, actions[:, 0]))
     with pytest.raises(ValueError):
         model.predict(z, torch.full((3,), 4 * k))

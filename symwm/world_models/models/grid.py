@@ -10,6 +10,9 @@ Three variants (paper-notes.md):
 * ``none``: the same SEN, a plain per-object MLP encoder and the plain C-SWM GNN (no symmetry).
 * ``full``: the SEN is an escnn CNN too, i.e. it assumes (wrongly, for Cubes3D) that the group
   rotates pixels; encoder and transition as in ``ours``.
+* ``cnn``: not object-factored (the paper's "CNN" baseline of its 2D Shapes table): the same CNN,
+  its K maps flattened together into one MLP to a single latent vector ``Z = [B, 1, D]``, and an
+  MLP transition on ``[z, one-hot(a)]``. No symmetry.
 
 How the planar group acts on each object's map and on the four motions of one object is not
 hard-coded: both are permutation representations read off the environment (``transform_grid``
@@ -25,21 +28,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from escnn import group as egroup
 from escnn import gspaces
 from escnn import nn as enn
 
 from symwm.envs.groups import Dihedral, DihedralElement, Permutation, Symmetric, transform_grid
 from symwm.world_models.escnn_bridge import representation_matrix, to_escnn
-from symwm.world_models.components.encoders import ObjectEncoder
+from symwm.world_models.components.encoders import ObjectEncoder, VectorEncoder
 from symwm.world_models.components.mlp import equivariant_mlp, plain_mlp
 from symwm.world_models.components.sen import EquivariantSEN, PlainSEN, matching_sen_fields
-from symwm.world_models.components.transitions import N_MOTIONS, GNNTransition
+from symwm.world_models.components.transitions import N_MOTIONS, GNNTransition, ResidualTransition
 from symwm.world_models.representations import object_motion_maps, permutation_fields
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
 NAME = "grid"
-VARIANTS = ("ours", "none", "full")
+VARIANTS = ("ours", "none", "full", "cnn")
 
 # Hyper-parameters. ``encoder_hidden`` / ``transition_hidden`` count regular fields for ``ours`` and
 # ``full`` (|G| units each) and plain units for ``none``. ``latent_fields`` regular fields per object
@@ -61,11 +65,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ours": dict(_PAPER_EQ),
         "full": {**_PAPER_EQ, "sen_fields": None},
         "none": {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "encoder_hidden": 512, "transition_hidden": 512, "latent_dim": 2},
+        "cnn": {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "encoder_hidden": 512, "transition_hidden": 512, "latent_dim": 32},
     },
     "cpu": {
         "ours": dict(_CPU_EQ),
         "full": {**_CPU_EQ, "sen_fields": 2},  # compute-matched, not parameter-matched (note above)
         "none": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 2},
+        # one latent vector for the whole scene (the paper gives no size; 'ours' has 8 per object)
+        "cnn": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 32},
     },
 }
 
@@ -208,6 +215,13 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
         th = int(params["transition_hidden"])
         transition = GNNTransition(plain_mlp(2 * d, th, th), plain_mlp(d + N_MOTIONS + th, th, d), k, th)
         return WorldModel(spec, sen, encoder, transition, symmetry=symmetry, latent_shape=(k, d))
+    if spec.variant == "cnn":
+        d, hid, th = int(params["latent_dim"]), int(params["encoder_hidden"]), int(params["transition_hidden"])
+        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool)
+        encoder = VectorEncoder(nn.Sequential(nn.Flatten(), *plain_mlp(k * h * w, hid, d)))  # [B, K, h, w] -> [B, K h w] -> [B, 1, D]
+        n_actions = N_MOTIONS * k
+        transition = ResidualTransition(plain_mlp(d + n_actions, th, d), n_actions, torch.arange(n_actions))
+        return WorldModel(spec, sen, encoder, transition, symmetry=GridLatentSymmetry(sym, None), latent_shape=(1, d))
 
     latent_type = enn.FieldType(gs, [G.regular_representation] * int(params["latent_fields"]))
     d = latent_type.size
