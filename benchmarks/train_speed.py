@@ -11,6 +11,16 @@ On CPU every (preset, implementation) runs in a fresh subprocess so that its pea
 (``ru_maxrss``) can be read; peak memory is reported above the RSS after building the model and its
 input batch. On CUDA it is ``torch.cuda.max_memory_allocated`` above the memory allocated then.
 
+A shared machine's speed drifts, so each (preset, implementation) is measured in ``--rounds``
+segments, the implementations interleaved (release, ours, release, ours, ...): a row gives the
+median transitions per second over its rounds with the slowest and fastest round, and the speedup
+is the ratio of the medians (with the range of the per-round ratios).
+
+**Roofline.** The matrix products and convolutions of one step (forward and backward, as torch's
+``FlopCounterMode`` counts them; elementwise work is not counted) over the median step time give
+the achieved FLOP/s, shown beside the machine's peak: a large float32 matrix product timed in the
+same run, before and after the rows, with the same threads.
+
 Prints one line per (preset, implementation); writes ``train_speed_<device>.md`` and ``.csv`` to
 ``--out`` (default ``benchmarks/results``; with ``--quick``: ``runs/speed_quick``).
 
@@ -63,7 +73,10 @@ IMPLS = ("authors", "symwm")
 TARGET = 2.0
 LR = 5e-4
 QUICK_BATCH = 4
-FIELDS = ("preset", "impl", "device", "threads", "batch", "params", "transitions_per_s", "step_ms", "peak_mem_mb", "steps", "amp", "init", "speedup")
+FIELDS = ("preset", "impl", "device", "threads", "batch", "params", "transitions_per_s", "tps_min", "tps_max", "rounds", "step_ms",
+          "peak_mem_mb", "steps", "amp", "init", "gflop_per_step", "gflops", "peak_share", "speedup", "speedup_min", "speedup_max")
+#: side of the square float32 matrices whose product measures the machine's peak FLOP/s
+PEAK_N = 2048
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,6 +189,36 @@ def write_csv(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...]) -
     os.replace(tmp, path)
 
 
+def step_flops(step: Callable[[int], float], i: int = 0) -> int:
+    """FLOPs of one call of ``step``: matrix products and convolutions, forward and backward (torch's ``FlopCounterMode``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(i)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_gflops(device: torch.device, n: int = PEAK_N, reps: int = 7) -> float:
+    """The machine's float32 peak in GFLOP/s as this run sees it: the median of ``reps`` timed ``n x n`` matrix products."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b  # warm-up (thread pool, caches)
+    sync(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / sorted(times)[len(times) // 2] / 1e9
+
+
+def median(values: list[float]) -> float:
+    """The median (the mean of the middle two for an even count)."""
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def fmt(value: Any, digits: int = 1) -> str:
     """Numbers for the one-line output and tables (``na`` for missing)."""
     if value is None:
@@ -239,7 +282,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown implementation {job['impl']!r}")
     model.to(device).train()
     params = num_parameters(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    if job["impl"] == "symwm":
+        from symwm.world_models.train import make_optimizer
+
+        optimizer = make_optimizer(model, LR)  # our trainer's (fused Adam)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)  # the release's
     scaler = torch.amp.GradScaler(device.type, enabled=job["amp"])
     batch = random_batch(spec, job["batch"], device, job.get("seed", 0))
     make = _symwm_step if job["impl"] == "symwm" else _authors_step
@@ -270,12 +318,23 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
     else:
         peak = peak_rss_mb() - base if job.get("isolated") else None
+    flops = step_flops(step, job["warmup"] + n) if job.get("count_flops") else None
     return {
         "preset": job["preset"], "impl": job["impl"], "device": device.type, "threads": torch.get_num_threads(),
         "batch": job["batch"], "params": params, "transitions_per_s": round(job["batch"] * n / elapsed, 2),
         "step_ms": round(1000 * elapsed / n, 2), "peak_mem_mb": None if peak is None else round(peak, 1), "steps": n,
-        "amp": int(bool(job["amp"])), "init": "skipped",
+        "amp": int(bool(job["amp"])), "init": "skipped", "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
     }
+
+
+def summarise_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a (preset, implementation)'s rounds: median throughput and step time, slowest and fastest round, all steps."""
+    tps = [r["transitions_per_s"] for r in rounds]
+    mem = [r["peak_mem_mb"] for r in rounds if r["peak_mem_mb"] is not None]
+    flops = next((r["gflop_per_step"] for r in rounds if r.get("gflop_per_step") is not None), None)
+    return {**rounds[0], "transitions_per_s": round(median(tps), 2), "tps_min": min(tps), "tps_max": max(tps), "rounds": len(rounds),
+            "step_ms": round(median([r["step_ms"] for r in rounds]), 2), "steps": sum(r["steps"] for r in rounds),
+            "peak_mem_mb": max(mem) if mem else None, "gflop_per_step": flops}
 
 
 def run_isolated(job: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -298,7 +357,8 @@ def line_of(row: dict[str, Any]) -> str:
         f"preset={row['preset']}", f"impl={row['impl']}", f"device={row['device']}", f"threads={row['threads']}",
         f"batch={row['batch']}", f"params={row['params']}", f"transitions_per_s={fmt(row['transitions_per_s'])}",
         f"step_ms={fmt(row['step_ms'])}", f"peak_mem_mb={fmt(row['peak_mem_mb'])}", f"steps={row['steps']}",
-        f"amp={row['amp']}", f"init={row['init']}",
+        f"amp={row['amp']}", f"init={row['init']}", f"rounds={row.get('rounds', 1)}",
+        f"tps_range={fmt(row.get('tps_min'))}-{fmt(row.get('tps_max'))}", f"gflop_per_step={fmt(row.get('gflop_per_step'), 3)}",
     ]
     if row.get("speedup") is not None:
         parts.append(f"speedup={row['speedup']:.2f}")
@@ -325,8 +385,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace
         f"negative by permutation), backward, Adam (lr {LR}); random uint8 observations and valid random actions",
         "generated on the device (data loading not timed); models at the `"
         + args.size + "` size built with `initialize=False` (weights",
-        f"uninitialised: speed only); warm-up {args.warmup} step(s), then "
+        f"uninitialised: speed only); per round a fresh process, warm-up {args.warmup} step(s), then "
         + (f"{args.steps} timed step(s)" if args.steps else f"timed steps for at least {args.seconds:g} s (at least one)")
+        + f"; {args.rounds} round(s) per row, the implementations interleaved"
         + f"; mixed precision {('on (autocast, as our trainer on CUDA)' if device.type == 'cuda' else 'bf16 autocast for both implementations (our trainer with --amp on CPU)') if args.amp else 'off (float32)'}"
         + ("; cuDNN autotuning off (torch's default, as in our trainer)." if device.type == "cuda" else "."),
         "Batch sizes are the paper's (3D Blocks 1024, Reacher 256 at 128x128; the rotating object, not given, 256)"
@@ -334,17 +395,27 @@ def write_report(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace
         "Peak memory: above the model and its input batch (activations, gradients, optimiser state, workspace); "
         + ("`torch.cuda.max_memory_allocated`." if device.type == "cuda" else "peak RSS of a fresh process per row (`na`: not isolated)."),
         "",
-        "| preset | implementation | batch | parameters | transitions/s | step ms | peak MB | speedup | target >= 2x |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Transitions/s: the median over the rounds [slowest, fastest round]; speedup: ratio of the medians [range of the",
+        "per-round ratios]. GFLOP/s: the step's matrix products and convolutions (forward and backward, torch's",
+        "`FlopCounterMode`; elementwise work not counted) over the median step time; share of peak: against a",
+        f"{PEAK_N}x{PEAK_N} float32 matrix product timed in the same run with the same threads ("
+        + ", ".join(f"{p:.1f}" for p in getattr(args, "peak_gflops", [])) + " GFLOP/s before and after the rows).",
+        "",
+        "| preset | implementation | batch | parameters | transitions/s | step ms | peak MB | GFLOP/step | GFLOP/s | share of peak | speedup | target >= 2x |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         verdict = ""
         if r["impl"] == "symwm":
             verdict = "n/a (not released)" if r.get("speedup") is None else ("met" if r["speedup"] >= TARGET else "MISSED")
         speedup = "" if r.get("speedup") is None else f"{r['speedup']:.2f}x"
+        if r.get("speedup_min") is not None and r.get("rounds", 1) > 1:
+            speedup += f" [{r['speedup_min']:.2f}, {r['speedup_max']:.2f}]"
+        tps = fmt(r["transitions_per_s"]) + (f" [{fmt(r['tps_min'])}, {fmt(r['tps_max'])}]" if r.get("rounds", 1) > 1 else "")
+        share = "" if r.get("peak_share") is None else f"{100 * r['peak_share']:.1f} %"
         lines.append(
-            f"| {r['preset']} | {r['impl']} | {r['batch']} | {r['params']:,} | {fmt(r['transitions_per_s'])} | {fmt(r['step_ms'])} | "
-            f"{fmt(r['peak_mem_mb'])} | {speedup} | {verdict} |"
+            f"| {r['preset']} | {r['impl']} | {r['batch']} | {r['params']:,} | {tps} | {fmt(r['step_ms'])} | "
+            f"{fmt(r['peak_mem_mb'])} | {fmt(r.get('gflop_per_step'), 2)} | {fmt(r.get('gflops'))} | {share} | {speedup} | {verdict} |"
         )
     compared = [r for r in rows if r.get("speedup") is not None]
     met = [r["preset"] for r in compared if r["speedup"] >= TARGET]
@@ -399,6 +470,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=0, help="timed steps per row (default: as many as fit in --seconds)")
     parser.add_argument("--seconds", type=float, default=10.0, help="time budget per row when --steps is 0 (at least one step)")
     parser.add_argument("--max-steps", type=int, default=1000, help="cap on timed steps when timing by --seconds")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved measurements per row (default 3; --quick 1)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default 1 on CPU, 3 on CUDA)")
     parser.add_argument("--amp", action="store_true", help="autocast for both implementations, as our trainer with --amp: float16 + GradScaler on CUDA, bfloat16 on CPU")
     parser.add_argument("--isolate", dest="isolate", action="store_true", default=None, help="fresh process per row (CPU default)")
@@ -415,6 +487,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch = args.batch or QUICK_BATCH
         if args.isolate is None:
             args.isolate = False
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.warmup is None:
         args.warmup = 3 if args.device.startswith("cuda") else 1
     if args.isolate is None:
@@ -445,28 +521,37 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     impls = selected(args.impls, IMPLS, "implementation(s)")
     from authors_release import has_authors_model
 
+    peaks = [matmul_peak_gflops(device)]
     rows: list[dict[str, Any]] = []
     for preset in presets:
         spec = spec_for(preset, args.size)
-        theirs = None
-        for impl in impls:
-            if impl == "authors" and not has_authors_model(spec):
-                continue
-            job = {
-                "preset": preset, "impl": impl, "device": str(device), "size": args.size, "amp": args.amp,
-                "batch": args.batch or PRESETS[preset][3], "steps": args.steps, "seconds": args.seconds,
-                "max_steps": args.max_steps, "warmup": args.warmup, "seed": args.seed,
-            }
-            row = run_isolated(job, args.threads) if args.isolate else measure(job)
-            if impl == "authors":
-                theirs = row
-            elif theirs is not None:
-                row["speedup"] = round(row["transitions_per_s"] / theirs["transitions_per_s"], 3)
+        todo = [i for i in impls if i != "authors" or has_authors_model(spec)]
+        rounds: dict[str, list[dict[str, Any]]] = {i: [] for i in todo}
+        for r in range(args.rounds):  # implementations interleaved, round after round
+            for impl in todo:
+                job = {
+                    "preset": preset, "impl": impl, "device": str(device), "size": args.size, "amp": args.amp,
+                    "batch": args.batch or PRESETS[preset][3], "steps": args.steps, "seconds": args.seconds,
+                    "max_steps": args.max_steps, "warmup": args.warmup, "seed": args.seed, "count_flops": r == 0,
+                }
+                rounds[impl].append(run_isolated(job, args.threads) if args.isolate else measure(job))
+                if device.type == "cuda":
+                    gc.collect()
+                    torch.cuda.empty_cache()
+        summary = {impl: summarise_rounds(rs) for impl, rs in rounds.items()}
+        if "authors" in summary and "symwm" in summary:
+            ratios = [o["transitions_per_s"] / t["transitions_per_s"] for o, t in zip(rounds["symwm"], rounds["authors"])]
+            summary["symwm"].update(speedup=round(summary["symwm"]["transitions_per_s"] / summary["authors"]["transitions_per_s"], 3),
+                                    speedup_min=round(min(ratios), 3), speedup_max=round(max(ratios), 3))
+        for row in summary.values():
             rows.append(row)
             print(line_of(row), flush=True)
-            if device.type == "cuda":
-                gc.collect()
-                torch.cuda.empty_cache()
+    peaks.append(matmul_peak_gflops(device))
+    for row in rows:
+        if row.get("gflop_per_step") is not None:
+            row["gflops"] = round(row["gflop_per_step"] / (row["step_ms"] / 1000), 2)
+            row["peak_share"] = round(row["gflops"] / median(peaks), 4)
+    args.peak_gflops = peaks
     if rows:
         path = write_report(Path(args.out), rows, args, device)
         print(f"wrote {path} and {path.with_suffix('.csv').name}")

@@ -12,6 +12,7 @@ sys.path.insert(0, str(BENCH))
 import authors_release  # noqa: E402
 import collect_speed  # noqa: E402
 import inference_speed  # noqa: E402
+import train_profile  # noqa: E402
 import train_speed  # noqa: E402
 
 
@@ -31,6 +32,29 @@ def test_train_speed_quick(tmp_path, capsys):
     assert len(_csv(tmp_path / "train_speed_cpu.csv")) == 3
     text = (tmp_path / "train_speed_cpu.md").read_text()
     assert "| grid/ours | symwm |" in text and "n/a (not released)" in text and "emulated" in text
+
+
+def test_train_speed_interleaves_rounds_and_reports_flops(tmp_path):
+    argv = ["--quick", "--rounds", "2", "--threads", "1", "--size", "cpu", "--presets", "grid/none", "--out", str(tmp_path)]
+    authors, ours = train_speed.main(argv)
+    for row in (authors, ours):
+        assert row["rounds"] == 2 and row["steps"] == 2 and row["tps_min"] <= row["transitions_per_s"] <= row["tps_max"]
+        assert row["gflop_per_step"] > 0 and 0 < row["peak_share"] < 1.5
+    assert ours["speedup_min"] <= ours["speedup"] <= ours["speedup_max"]
+    text = (tmp_path / "train_speed_cpu.md").read_text()
+    assert "GFLOP/s before and after the rows" in text and "| grid/none | symwm |" in text
+
+
+def test_train_profile_splits_a_step_into_its_phases(tmp_path):
+    (res,) = train_profile.main(["--quick", "--threads", "1", "--presets", "grid/ours", "--out", str(tmp_path)])
+    phases = res["phases"]
+    assert set(train_profile.PHASES) <= set(phases) and all(v[0] >= 0 for k, v in phases.items() if k in train_profile.PHASES)
+    assert abs(sum(phases[p][0] for p in train_profile.PHASES) - res["step"][0]) < 1e-9
+    assert phases["escnn filter expansion (within the forwards)"][0] > 0  # ours' encoder and transition are escnn layers
+    assert res["flops"] > 0 and len(res["top_ops"]) == 5
+    rows = _csv(tmp_path / "train_profile_cpu.csv")
+    assert {r["phase"] for r in rows} >= {"sen", "backward: SEN", "step"}
+    assert "| grid/ours |" in (tmp_path / "train_profile_cpu.md").read_text()
 
 
 def test_train_speed_isolated_worker_reports_peak_memory(tmp_path):

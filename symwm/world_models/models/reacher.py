@@ -75,6 +75,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from symwm.envs.groups import DihedralElement, transform_grid
+from symwm.world_models.components.sen import ChannelsLast
 from symwm.world_models.escnn_bridge import PlainIO, representation_matrix, to_escnn
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
 
@@ -250,7 +251,7 @@ def plain_sen(
         layers.append(nn.Conv2d(c_in, EMBED_CHANNELS, 1))
     else:
         layers.append(nn.Conv2d(c_in, EMBED_CHANNELS, 3, stride=strides[1], padding=1))
-    return nn.Sequential(*layers)
+    return ChannelsLast(*layers)
 
 
 def plain_encoder(channels: int, batch_norm: bool) -> Encoder:
