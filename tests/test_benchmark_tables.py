@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 
 import paper_tables as tables  # noqa: E402
 import rotation_pose  # noqa: E402
+import rotation_sen_output  # noqa: E402
 import sen_object_response  # noqa: E402
 import table1_blocks  # noqa: E402
 import table3_shapes  # noqa: E402
@@ -136,6 +137,15 @@ def test_rotation_pose_benchmark_reports_the_pose_error_per_epoch(tmp_path):
     assert all(0.0 <= float(r["val_pose_error_deg"]) <= 180.0 for r in rows)
     assert "**Supervised probe**" in md.read_text()
     assert md.with_suffix(".png").exists()
+
+
+@pytest.mark.slow
+def test_rotation_sen_output_benchmark_trains_each_output(tmp_path):
+    md = rotation_sen_output.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    rows = list(csv.DictReader(open(md.with_suffix(".csv"))))
+    assert [r["output"] for r in rows] == list(rotation_sen_output.OUTPUTS)
+    assert all(0.0 <= float(r["fit_residual"]) and 0.0 <= float(r["pose_error_deg"]) <= 180.0 for r in rows)
+    assert "| two-axes | 0 |" in md.read_text()
 
 
 def test_plateau_epoch_is_where_the_pose_error_stopped_falling():

@@ -20,6 +20,7 @@ from symwm.world_models.metrics import (
     identical_rows,
     mean_equivariance_error,
     metrics_from_ranks,
+    linear_pose_fit,
     pose_error,
     random_pairs,
     ranking_metrics,
@@ -372,3 +373,19 @@ def test_pose_error_aligns_a_constant_right_factor_and_measures_the_rest():
         pose_error(torch.zeros(4, 9), torch.zeros(4, 9))
     with pytest.raises(ValueError, match="NaN"):
         pose_error(torch.full((2, 3, 3), float("nan")), torch.tensor(r[:2]))
+
+
+def test_linear_pose_fit_finds_equivariant_outputs_and_their_rank():
+    rng = np.random.default_rng(1)
+    r = np.stack([SO3().sample(rng) for _ in range(300)])
+    full = linear_pose_fit(torch.tensor(r @ SO3().sample(rng)), torch.tensor(r))  # the whole pose
+    assert full["fit_residual"] < 1e-12 and min(full["singular_values"]) == pytest.approx(1.0)
+    axis = np.array([[0.0, 1.0], [0.0, 0.0], [2.0, 0.0]])  # two columns: 2 e_z and e_x, a rank-2 C of shape [3, 2]
+    two = linear_pose_fit(torch.tensor(r @ axis), torch.tensor(r))
+    assert two["fit_residual"] < 1e-12 and two["singular_values"] == pytest.approx([2.0, 1.0])
+    one = linear_pose_fit(torch.tensor(r @ np.outer([1.0, 0.0, 0.0], [1.0, 1.0, 1.0])), torch.tensor(r))  # one body axis only
+    assert one["singular_values"][1] < 1e-12
+    unrelated = linear_pose_fit(torch.tensor(rng.standard_normal((300, 3, 3))), torch.tensor(r))
+    assert unrelated["fit_residual"] > 0.9
+    with pytest.raises(ValueError, match=r"\[N, 3, k\]"):
+        linear_pose_fit(torch.zeros(4, 9), torch.tensor(r[:4]))

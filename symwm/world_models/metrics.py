@@ -413,6 +413,25 @@ def pose_error(estimated: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
     return {"pose_error_deg": float(angles.mean()), "pose_error_median_deg": float(np.median(angles))}
 
 
+def linear_pose_fit(estimated: torch.Tensor, true: torch.Tensor) -> dict[str, Any]:
+    """How much of SEN outputs ``[N, 3, k]`` is the equivariant function ``R C`` of the true poses ``[N, 3, 3]``, and the rank of ``C``.
+
+    ``C = argmin sum_i ||R_i C - S_i||^2 = mean_i R_i^T S_i`` (rotations are orthogonal), any ``3 x k``
+    matrix. ``fit_residual``: the unexplained share ``sum ||R_i C - S_i||^2 / sum ||S_i||^2`` (0: the
+    outputs transform exactly like the pose; 1: unrelated). ``singular_values`` of ``C``: three
+    comparable ones when the outputs carry the whole pose; one when they carry only the direction of
+    one body axis (``R c``), which a matrix-multiplication transition predicts just as well but which
+    cannot tell poses apart that differ by a turn about that axis.
+    """
+    if estimated.dim() != 3 or estimated.shape[1] != 3 or true.shape != (len(estimated), 3, 3) or len(true) == 0:
+        raise ValueError(f"linear_pose_fit needs outputs [N, 3, k] and true rotations [N, 3, 3], got {tuple(estimated.shape)} and {tuple(true.shape)}")
+    s = _flat64(estimated, "SEN outputs").reshape(estimated.shape).cpu().numpy()
+    r = _flat64(true, "true poses").reshape(-1, 3, 3).cpu().numpy()
+    c = np.einsum("nji,njk->ik", r, s) / len(r)  # [3, k]
+    residual = float(((r @ c - s) ** 2).sum() / max((s ** 2).sum(), 1e-300))
+    return {"fit_residual": residual, "singular_values": [float(v) for v in np.linalg.svd(c, compute_uv=False)]}
+
+
 # ----------------------------------------------------------------------------------------------
 # Collapse of object slots
 # ----------------------------------------------------------------------------------------------

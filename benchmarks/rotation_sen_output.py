@@ -1,0 +1,167 @@
+"""Why the rotating object's SEN does not learn the pose: the same contrastive training with three SEN outputs.
+
+Issue 12's decisive test: ``matmul`` (``z' = A(a) z``, no transition parameters) on continuous
+actions stays at 85-118 degrees of pose error however it is trained (``rotation_pose.py``). This
+trains the same SEN body on table 4's continuous data with the same loss, Adam and batch, and the
+same matrix-multiplication transition applied to three kinds of output:
+
+* ``gram-schmidt``: the family's, two 3-vectors made a rotation matrix (a map onto SO(3));
+* ``sphere``: nine numbers scaled to the Frobenius norm of a rotation, ``sqrt(3)`` (a point of S^8;
+  ``A`` multiplies it as a 3x3 matrix);
+* ``two-axes``: two unit 3-vectors (two points of S^2, each rotated by ``A``) with a penalty
+  ``mean((u . w)^2)`` that asks them to be perpendicular, so that Gram-Schmidt of the pair could be a pose.
+
+After every epoch, on the first transitions of the 1000 evaluation episodes: the pose error (the
+output made a rotation: as is, nearest rotation, Gram-Schmidt of the pair), how much of the output
+is an equivariant function ``R C`` of the true pose (``metrics.linear_pose_fit``: the unexplained
+share and the singular values of ``C``) and the 1-step Hits@1 among the 1000.
+
+    .venv/bin/python benchmarks/rotation_sen_output.py                      # 3 outputs, seeds 0 1, 15 epochs
+    .venv/bin/python benchmarks/rotation_sen_output.py --quick              # smoke run into runs/bench/quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+from paper_tables import ROOT, _log, collect_all, seeds_data  # noqa: E402
+from rotation_pose import setting  # noqa: E402
+from train_speed import write_atomic, write_csv  # noqa: E402
+
+OUTPUTS = ("gram-schmidt", "sphere", "two-axes")
+FIELDS = ("output", "seed", "epoch", "loss", "pose_error_deg", "fit_residual", "sv1", "sv2", "sv3", "hits@1", "seconds")
+
+
+def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, lr: float, batch_size: int) -> list[dict[str, Any]]:
+    """Train one SEN output on one seed; a row per epoch."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from symwm.envs.groups import nearest_rotation
+    from symwm.world_models.build import build_model
+    from symwm.world_models.datasets import PathDataset, TransitionDataset, open_dataset
+    from symwm.world_models.loss import contrastive_loss
+    from symwm.world_models.metrics import linear_pose_fit, pose_error, ranking_metrics
+    from symwm.world_models.model import ModelSpec
+    from symwm.world_models.models.rotation import gram_schmidt, rotation_matrices
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    with open_dataset(train_path) as f:
+        spec = ModelSpec(f.env_id, "matmul", "cpu", f.env_kwargs)
+    model = build_model(spec)
+    sen, transition = model.sen, model.transition
+    if output != "gram-schmidt":
+        sen.head[-1] = nn.Linear(sen.head[-1].in_features, 9 if output == "sphere" else 6)
+
+    def outputs(obs: torch.Tensor) -> torch.Tensor:  # [B, 3, k]
+        raw = sen.head(sen.conv(model.preprocess(obs)))
+        if output == "gram-schmidt":
+            return gram_schmidt(raw[:, :3], raw[:, 3:])
+        if output == "sphere":
+            return (raw * 3**0.5 / raw.norm(dim=1, keepdim=True).clamp(min=1e-8)).reshape(-1, 3, 3)
+        u, w = raw[:, :3], raw[:, 3:]
+        return torch.stack([u / u.norm(dim=1, keepdim=True).clamp(min=1e-8), w / w.norm(dim=1, keepdim=True).clamp(min=1e-8)], dim=2)
+
+    def as_pose(m: torch.Tensor) -> torch.Tensor:
+        if output == "gram-schmidt":
+            return m
+        if output == "two-axes":
+            return gram_schmidt(m[:, :, 0], m[:, :, 1])
+        return torch.from_numpy(np.stack([nearest_rotation(x) for x in m.double().numpy()]))
+
+    def step(obs, actions):
+        return rotation_matrices(transition.rotation_vectors(actions)) @ obs  # A(a) M: [B, 3, 3] @ [B, 3, k]
+
+    data = TransitionDataset(train_path)
+    ev = next(iter(DataLoader(PathDataset(eval_path, 1, states=True), batch_size=len(PathDataset(eval_path, 1)))))
+    optimizer = torch.optim.Adam(sen.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for epoch in range(1, epochs + 1):
+        start, total, n = time.perf_counter(), 0.0, 0
+        sen.train()
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator):
+            m, m_next = outputs(batch["obs"]), outputs(batch["next_obs"])
+            b = len(m)
+            loss, _ = contrastive_loss(m.reshape(b, 1, -1), step(m, batch["action"]).reshape(b, 1, -1), m_next.reshape(b, 1, -1), generator)
+            if output == "two-axes":
+                loss = loss + ((m[:, :, 0] * m[:, :, 1]).sum(1) ** 2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, n = total + float(loss.detach()) * b, n + b
+        sen.eval()
+        with torch.no_grad():
+            m = torch.cat([outputs(o) for o in ev["obs"].split(250)])
+            m_next = torch.cat([outputs(o) for o in ev["next_obs"].split(250)])
+            pred = step(m, ev["actions"][:, 0])
+        true = ev["states"]["orientation"]
+        fit = linear_pose_fit(m, true)
+        sv = fit["singular_values"] + [0.0] * (3 - len(fit["singular_values"]))
+        rows.append({"output": output, "seed": seed, "epoch": epoch, "loss": round(total / n, 4),
+                     "pose_error_deg": round(pose_error(as_pose(m).float(), true.float())["pose_error_deg"], 2),
+                     "fit_residual": round(fit["fit_residual"], 4), "sv1": round(sv[0], 3), "sv2": round(sv[1], 3), "sv3": round(sv[2], 3),
+                     "hits@1": round(ranking_metrics(pred.flatten(1), m_next.flatten(1))["hits@1"], 2),
+                     "seconds": round(time.perf_counter() - start, 1)})
+        _log(f"{output} seed {seed} epoch {epoch}: " + ", ".join(f"{k} {rows[-1][k]}" for k in FIELDS[3:-1]))
+    return rows
+
+
+def report(rows: list[dict[str, Any]], out: Path, epochs: int, command: str) -> Path:
+    """``rotation_sen_output.md`` (last epoch per output and seed) and ``.csv`` (every epoch)."""
+    write_csv(out / "rotation_sen_output.csv", rows, FIELDS)
+    last = [r for r in rows if r["epoch"] == max(x["epoch"] for x in rows if (x["output"], x["seed"]) == (r["output"], r["seed"]))]
+    lines = ["# The rotating object: what the contrastive loss teaches the SEN, by output", "",
+             *"\n\n".join(__doc__.split("\n\n")[1:4]).splitlines(), "",
+             f"Table 4's continuous data (1000 x 10 training transitions, actions up to 36 degrees), `cpu` SEN body, Adam lr 1e-3, "
+             f"batch 256, {epochs} epochs, one thread, {cpu_model()}. Columns after the last epoch; every epoch in the CSV.", "",
+             "| output | seed | loss | pose error (deg) | unexplained by R C | singular values of C | Hits@1 % (1 step, among 1000) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in last:
+        lines.append(f"| {r['output']} | {r['seed']} | {r['loss']:.3f} | {r['pose_error_deg']:.1f} | {r['fit_residual']:.3f} | "
+                     f"{r['sv1']:.2f}, {r['sv2']:.2f}, {r['sv3']:.2f} | {r['hits@1']:.1f} |")
+    lines += ["", f"Made by `{command}` (Python {platform.python_version()}).", ""]
+    path = out / "rotation_sen_output.md"
+    write_atomic(path, "\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outputs", nargs="+", default=list(OUTPUTS), choices=OUTPUTS)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--work", default=None, help="rollouts (default: runs/bench/cpu)")
+    p.add_argument("--out", default=None, help="report folder (default: benchmarks/results/tables; --quick: <work>/results)")
+    p.add_argument("--quick", action="store_true", help="smoke run: table 4's quick data, 1 epoch, seed 0")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs = args.seeds[:1], 1
+    s = setting("continuous", ["matmul"], args.epochs, args.quick)
+    work = Path(args.work or ROOT / "runs" / "bench" / ("quick" if args.quick else "cpu"))
+    out = Path(args.out) if args.out else work / "results" if args.quick else ROOT / "benchmarks" / "results" / "tables"
+    collect_all([s], args.seeds, work, n_envs=1)
+    rows = []
+    for seed in args.seeds:
+        train_path, eval_path = seeds_data(s, seed, work)
+        for output in args.outputs:
+            rows += run(output, seed, args.epochs, train_path, eval_path, s.lr, s.batch_size)
+    command = "python benchmarks/rotation_sen_output.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    path = report(rows, out, args.epochs, command.strip())
+    _log(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
