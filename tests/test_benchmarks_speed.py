@@ -11,6 +11,7 @@ sys.path.insert(0, str(BENCH))
 
 import authors_release  # noqa: E402
 import collect_speed  # noqa: E402
+import eval_speed  # noqa: E402
 import inference_speed  # noqa: E402
 import train_profile  # noqa: E402
 import train_speed  # noqa: E402
@@ -55,6 +56,13 @@ def test_train_profile_splits_a_step_into_its_phases(tmp_path):
     rows = _csv(tmp_path / "train_profile_cpu.csv")
     assert {r["phase"] for r in rows} >= {"sen", "backward: SEN", "step"}
     assert "| grid/ours |" in (tmp_path / "train_profile_cpu.md").read_text()
+
+
+def test_eval_speed_times_eval_mode_and_exported_models(tmp_path):
+    rows = eval_speed.main(["--quick", "--threads", "1", "--variants", "none", "--work", str(tmp_path / "work"), "--out", str(tmp_path)])
+    assert [(r["variant"], r["mode"]) for r in rows] == [("none", "eval mode"), ("none", "exported")]
+    assert all(r["seconds"] > 0 and r["episodes"] == 40 for r in rows)
+    assert "| none | exported |" in (tmp_path / "eval_speed_cpu.md").read_text()
 
 
 def test_train_speed_isolated_worker_reports_peak_memory(tmp_path):
