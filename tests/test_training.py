@@ -218,6 +218,25 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
 
 
+def test_a_checkpoint_keeps_loading_after_its_preset_changes(tmp_path, monkeypatch):
+    from symwm.world_models.models import rotation  # the family of ENV
+
+    model = build_model(spec(), initialize=True)
+    assert model.params["hidden"] == rotation.PRESETS["cpu"][spec().variant]["hidden"]
+    path = save_checkpoint(tmp_path / "c.pt", model)
+    changed = {size: {v: dict(p) for v, p in variants.items()} for size, variants in rotation.PRESETS.items()}
+    changed["cpu"][spec().variant]["hidden"] *= 2  # a later release widens the preset
+    monkeypatch.setattr(rotation, "PRESETS", changed)
+    loaded = load_model(path)  # built from the recorded hyper-parameters, not today's preset
+    assert loaded.params == model.params
+    for name, tensor in model.eval().state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+    assert build_model(spec(), initialize=False).params["hidden"] == 2 * model.params["hidden"]
+    del changed["cpu"][spec().variant]["hidden"]  # a field the family no longer has
+    with pytest.raises(CheckpointError, match=r"hidden.*not fields"):
+        load_model(path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["rotation", "grid", "reacher"])
 def test_distributed_training_on_two_cpu_processes(dataset, tmp_path, family):

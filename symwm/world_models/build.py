@@ -71,17 +71,28 @@ def preset(spec: ModelSpec) -> dict[str, Any]:
         env.close()
 
 
-def build_model(spec: ModelSpec, initialize: bool = True, family: str | None = None) -> WorldModel:
+def build_model(spec: ModelSpec, initialize: bool = True, family: str | None = None, params: dict[str, Any] | None = None) -> WorldModel:
     """Build the model of ``spec``; ``initialize=False`` skips escnn's slow weight init (load next).
 
     ``family`` names the model family (a checkpoint's record); by default ``spec.family`` or the
-    first registered family that supports the environment.
+    first registered family that supports the environment. ``params``: hyper-parameters recorded
+    by a checkpoint (``model.params``), used instead of the named preset's present values, so a
+    checkpoint keeps loading after a preset changes; a field the family no longer has is an error,
+    one it has gained takes the preset's value.
     """
     env = make_env(spec)
     try:
         fam = _family(spec, env, family)
-        model = fam.build(spec, env, _preset(fam, spec), initialize=initialize)
+        resolved = _preset(fam, spec)
+        if params is not None:
+            unknown = sorted(set(params) - set(resolved))
+            if unknown:
+                raise ValueError(f"recorded hyper-parameter(s) {unknown} are not fields of the {fam.NAME} family's "
+                                 f"{spec.variant}/{spec.size} preset any more; known: {sorted(resolved)}")
+            resolved.update(params)
+        model = fam.build(spec, env, resolved, initialize=initialize)
     finally:
         env.close()
     model.family = fam.NAME
+    model.params = dict(resolved)  # what was built, recorded by checkpoints
     return model

@@ -67,6 +67,7 @@ def model_record(model: WorldModel) -> dict[str, Any]:
         "spec_sha256": spec_digest(model.spec.to_dict()),
         "state_dict": state,
         "family": getattr(model, "family", None),
+        "params": getattr(model, "params", None),  # the resolved preset, so that later preset changes do not break loading
         "group": model.symmetry.group.name,
         "latent_shape": list(model.latent_shape),
     }
@@ -170,6 +171,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> W
         spec = ModelSpec.from_dict(payload["spec"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid model spec: {exc}") from exc
-    model = build_model(spec, initialize=False, family=payload.get("family"))
+    try:
+        model = build_model(spec, initialize=False, family=payload.get("family"), params=recorded_params(payload, path))
+    except ValueError as exc:
+        if "recorded hyper-parameter" not in str(exc):
+            raise
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
     load_weights(model, payload, source=f"checkpoint {path}")
     return model.to(device).eval()
+
+
+def recorded_params(payload: dict[str, Any], path: Any) -> dict[str, Any] | None:
+    """The hyper-parameters a checkpoint recorded (None for checkpoints written before they were recorded, or of hand-built models)."""
+    params = payload.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise CheckpointError(f"checkpoint {path} has invalid recorded hyper-parameters (expected a dict, got {type(params).__name__})")
+    return params
