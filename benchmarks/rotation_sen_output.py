@@ -9,7 +9,10 @@ same matrix-multiplication transition applied to three kinds of output:
 * ``sphere``: nine numbers scaled to the Frobenius norm of a rotation, ``sqrt(3)`` (a point of S^8;
   ``A`` multiplies it as a 3x3 matrix);
 * ``two-axes``: two unit 3-vectors (two points of S^2, each rotated by ``A``) with a penalty
-  ``mean((u . w)^2)`` that asks them to be perpendicular, so that Gram-Schmidt of the pair could be a pose.
+  ``mean((u . w)^2)`` that asks them to be perpendicular, so that Gram-Schmidt of the pair could be a pose;
+* ``sphere-spread``: ``sphere`` with a penalty ``|| mean_batch(M^T M) - I ||^2`` that asks the three
+  columns to be used alike. It needs no pose: for an equivariant output ``M = R C`` it is
+  ``|| C^T C - I ||^2``, zero exactly when ``C`` is orthogonal, i.e. when ``M`` carries the whole pose.
 
 After every epoch, on the first transitions of the 1000 evaluation episodes: the pose error (the
 output made a rotation: as is, nearest rotation, Gram-Schmidt of the pair), how much of the output
@@ -37,7 +40,7 @@ from paper_tables import ROOT, _log, collect_all, seeds_data  # noqa: E402
 from rotation_pose import setting  # noqa: E402
 from train_speed import write_atomic, write_csv  # noqa: E402
 
-OUTPUTS = ("gram-schmidt", "sphere", "two-axes")
+OUTPUTS = ("gram-schmidt", "sphere", "two-axes", "sphere-spread")
 FIELDS = ("output", "seed", "epoch", "loss", "pose_error_deg", "fit_residual", "sv1", "sv2", "sv3", "hits@1", "seconds")
 
 
@@ -62,13 +65,13 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
     model = build_model(spec)
     sen, transition = model.sen, model.transition
     if output != "gram-schmidt":
-        sen.head[-1] = nn.Linear(sen.head[-1].in_features, 9 if output == "sphere" else 6)
+        sen.head[-1] = nn.Linear(sen.head[-1].in_features, 6 if output == "two-axes" else 9)
 
     def outputs(obs: torch.Tensor) -> torch.Tensor:  # [B, 3, k]
         raw = sen.head(sen.conv(model.preprocess(obs)))
         if output == "gram-schmidt":
             return gram_schmidt(raw[:, :3], raw[:, 3:])
-        if output == "sphere":
+        if output in ("sphere", "sphere-spread"):
             return (raw * 3**0.5 / raw.norm(dim=1, keepdim=True).clamp(min=1e-8)).reshape(-1, 3, 3)
         u, w = raw[:, :3], raw[:, 3:]
         return torch.stack([u / u.norm(dim=1, keepdim=True).clamp(min=1e-8), w / w.norm(dim=1, keepdim=True).clamp(min=1e-8)], dim=2)
@@ -97,6 +100,8 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
             loss, _ = contrastive_loss(m.reshape(b, 1, -1), step(m, batch["action"]).reshape(b, 1, -1), m_next.reshape(b, 1, -1), generator)
             if output == "two-axes":
                 loss = loss + ((m[:, :, 0] * m[:, :, 1]).sum(1) ** 2).mean()
+            if output == "sphere-spread":
+                loss = loss + ((m.transpose(1, 2) @ m).mean(0) - torch.eye(3)).pow(2).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -119,8 +124,17 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
 
 
 def report(rows: list[dict[str, Any]], out: Path, epochs: int, command: str) -> Path:
-    """``rotation_sen_output.md`` (last epoch per output and seed) and ``.csv`` (every epoch)."""
-    write_csv(out / "rotation_sen_output.csv", rows, FIELDS)
+    """``rotation_sen_output.md`` (last epoch per output and seed) and ``.csv`` (every epoch; runs of other outputs or seeds kept)."""
+    import csv
+
+    path = out / "rotation_sen_output.csv"
+    done = {(r["output"], r["seed"]) for r in rows}
+    if path.exists():
+        with open(path, newline="") as fh:
+            kept = [{k: (v if k == "output" else int(v) if k in ("seed", "epoch") else float(v)) for k, v in r.items()}
+                    for r in csv.DictReader(fh) if (r["output"], int(r["seed"])) not in done]
+        rows = sorted(kept + rows, key=lambda r: (r["seed"], OUTPUTS.index(r["output"]), r["epoch"]))
+    write_csv(path, rows, FIELDS)
     last = [r for r in rows if r["epoch"] == max(x["epoch"] for x in rows if (x["output"], x["seed"]) == (r["output"], r["seed"]))]
     lines = ["# The rotating object: what the contrastive loss teaches the SEN, by output", "",
              *"\n\n".join(__doc__.split("\n\n")[1:4]).splitlines(), "",
