@@ -370,6 +370,13 @@ def line_of(row: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
+def _bf16_line() -> str:
+    from symwm.world_models.train import cpu_bf16_support
+
+    support = cpu_bf16_support()
+    return f"native ({support})" if support else "emulated (no AVX512-BF16 or AMX flag)"
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, device: torch.device) -> Path:
     """``train_speed_<device>.md`` and ``.csv`` in ``out``; returns the markdown path."""
     stem = f"train_speed_{device.type}" + ("_bf16" if args.amp and device.type == "cpu" else "")
@@ -379,7 +386,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace
         f"# Training speed ({device.type})",
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d} by `benchmarks/train_speed.py` on {device_description(device)};",
-        f"{software_line()}; {rows[0]['threads'] if rows else args.threads} CPU threads.",
+        f"{software_line()}; {rows[0]['threads'] if rows else args.threads} CPU threads"
+        + (f"; this CPU's bfloat16: {_bf16_line()}." if args.amp and device.type == "cpu" else "."),
         "",
         "Settings: one full training step = SEN, encoder, transition, contrastive loss (hinge 1, sigma 0.5, one",
         f"negative by permutation), backward, Adam (lr {LR}); random uint8 observations and valid random actions",

@@ -218,6 +218,15 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
 
 
+def test_bf16_support_is_read_from_the_cpu_flags():
+    from symwm.world_models.train import cpu_bf16_support
+
+    assert cpu_bf16_support("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16\n") == "amx"
+    assert cpu_bf16_support("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n") == "avx512_bf16"
+    assert cpu_bf16_support("flags : fpu avx2\n") is None
+    assert cpu_bf16_support("") is None
+
+
 def test_a_checkpoint_keeps_loading_after_its_preset_changes(tmp_path, monkeypatch):
     from symwm.world_models.models import rotation  # the family of ENV
 

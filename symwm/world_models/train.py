@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -90,7 +91,7 @@ class TrainConfig:
     device: str = "auto"
     """'auto' (cuda if available), 'cpu' or 'cuda[:i]'"""
     amp: bool | None = None
-    """mixed precision (default: on for CUDA, off on CPU)"""
+    """mixed precision (default: on for CUDA, off on CPU; on CPU bfloat16, native only with AVX512-BF16 or AMX: cpu_bf16_support)"""
     num_workers: int = 0
     """DataLoader worker processes"""
     num_threads: int | None = None
@@ -157,6 +158,24 @@ class TrainResult:
     last: Path
     history: list[dict[str, float]]
     finished: bool
+
+
+def cpu_bf16_support(cpuinfo: str | None = None) -> str | None:
+    """``"amx"`` or ``"avx512_bf16"`` where this CPU computes bfloat16 natively (Linux ``/proc/cpuinfo`` flags), else None.
+
+    Without either, bf16 autocast on CPU is emulated and slower than float32; ``cpuinfo``: the text to
+    read instead of ``/proc/cpuinfo`` (tests).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
@@ -303,6 +322,8 @@ def _train(
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} ranks")
     amp = (device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
+    if amp and device.type == "cpu" and rank == 0 and cpu_bf16_support() is None:
+        warnings.warn("amp on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated there and usually slower than float32", stacklevel=2)
     out = Path(cfg.out_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
