@@ -54,6 +54,7 @@ METRICS = {
     "hard_mrr": ("Hard MRR %", 1.0, 1),
     "ee": ("EE", 1.0, 3),
     "ee_mean_g": ("EE mean over g", 1.0, 3),
+    "ee_latent": ("EE of the latent E(S(.))", 1.0, 3),
     "die_sen": ("DIE(S) x1e-3", 1e3, 1),
     "die_model": ("DIE(model) x1e-3", 1e3, 1),
     "slot_usage": ("slot usage", 1.0, 3),

@@ -33,7 +33,7 @@ def build(scale: str, quick: bool):
     """One setting: Shapes2D, one-step training episodes in which an object moves up."""
     s = grid_setting(scale, quick, "shapes-up-only", "2D Shapes trained on 'up' only, 1 step, all actions", env_id="symwm/Shapes2D-v0",
                      train_actions="up", horizon=1, variants=("cnn", "none", "full", "ours"), extra_evals=EXTRA,
-                     metrics=("hits@10", "mrr", "heldout1:hits@1", "heldout1:hits@10", "steps10:hits@1", "heldout10:hits@1", "ee"),
+                     metrics=("hits@10", "mrr", "heldout1:hits@1", "heldout1:hits@10", "steps10:hits@1", "heldout10:hits@1", "ee", "ee_latent"),
                      paper=PAPER)
     return [s]
 
