@@ -23,6 +23,7 @@ same run (``train_speed.matmul_peak_gflops``), and the five operators with the m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import sys
 import time
@@ -63,6 +64,8 @@ PHASES = {
     "backward": "backward (all)",
     "optimizer": "Adam step (zero_grad + step; the trainer's, fused)",
 }
+#: Reacher's frame size at the `cpu` scale (table 2's); train_speed's presets use the paper's 128
+CPU_REACHER_RESOLUTION = 64
 FIELDS = ("preset", "size", "batch", "threads", "phase", "ms", "ms_min", "ms_max", "share")
 
 
@@ -93,7 +96,10 @@ def step_phases(model, optimizer, batch, i: int, detach: str | None = None) -> d
     generator = torch.Generator().manual_seed(i)
     (loss, _), t["loss"] = _timed(device, lambda: contrastive_loss(z, z_pred, z_next, generator))
     optimizer.zero_grad(set_to_none=True)
-    _, t["backward"] = _timed(device, loss.backward)
+    if loss.requires_grad:
+        _, t["backward"] = _timed(device, loss.backward)
+    else:  # everything before the cut is detached and nothing after it has parameters (matmul): no backward at all
+        t["backward"] = 0.0
     _, t["optimizer"] = _timed(device, lambda: (optimizer.step(), optimizer.zero_grad(set_to_none=True)))
     return t
 
@@ -129,6 +135,8 @@ def profile_preset(label: str, size: str, batch: int, steps: int, device: torch.
 
     torch.manual_seed(seed)
     spec = spec_for(label, size)
+    if size == "cpu" and spec.env_id == "symwm/Reacher-v0":  # the cpu tables' frames (table 2), not the paper's 128x128
+        spec = dataclasses.replace(spec, env_kwargs={**spec.env_kwargs, "resolution": CPU_REACHER_RESOLUTION})
     model = build_model(spec, initialize=False).to(device).train()
     optimizer = make_optimizer(model, LR)
     data = random_batch(spec, batch, device, seed)
@@ -175,7 +183,8 @@ def report(out: Path, results: list[dict[str, Any]], args: argparse.Namespace, d
         f"# Where a training step's time goes ({device.type}, `{args.size}` presets)", "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d} by `benchmarks/train_profile.py` on {device_description(device)};",
         f"{software_line()}; {args.threads} threads; batch {args.batch} transitions (both frames of each through the SEN and",
-        f"encoder); float32; random uint8 frames and valid random actions; models built with `initialize=False`. Each phase",
+        "encoder)" + (f"; Reacher at {CPU_REACHER_RESOLUTION}x{CPU_REACHER_RESOLUTION} as in table 2's `cpu` scale" if args.size == "cpu" else "")
+        + f"; float32; random uint8 frames and valid random actions; models built with `initialize=False`. Each phase",
         "ends with a barrier and is timed alone; cells are the median over "
         f"{args.steps} steps [fastest, slowest]. Backward per part by differencing (the same step with the SEN's, then the",
         "encoder's output detached); a difference can come out slightly negative where a part's backward is tiny.",

@@ -47,7 +47,8 @@ def test_train_speed_interleaves_rounds_and_reports_flops(tmp_path):
 
 
 def test_train_profile_splits_a_step_into_its_phases(tmp_path):
-    (res,) = train_profile.main(["--quick", "--threads", "1", "--presets", "grid/ours", "--out", str(tmp_path)])
+    res, matmul = train_profile.main(["--quick", "--threads", "1", "--presets", "grid/ours,rotation/matmul", "--out", str(tmp_path)])
+    assert matmul["phases"]["backward: transition and loss"][0] == 0.0  # no parameters after the encoder: nothing to differentiate
     phases = res["phases"]
     assert set(train_profile.PHASES) <= set(phases) and all(v[0] >= 0 for k, v in phases.items() if k in train_profile.PHASES)
     assert abs(sum(phases[p][0] for p in train_profile.PHASES) - res["step"][0]) < 1e-9
