@@ -87,7 +87,8 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
         return rotation_matrices(transition.rotation_vectors(actions)) @ obs  # A(a) M: [B, 3, 3] @ [B, 3, k]
 
     data = TransitionDataset(train_path)
-    ev = next(iter(DataLoader(PathDataset(eval_path, 1, states=True), batch_size=len(PathDataset(eval_path, 1)))))
+    paths = PathDataset(eval_path, 1, states=True)
+    ev = next(iter(DataLoader(paths, batch_size=len(paths))))  # every evaluation episode in one batch
     optimizer = torch.optim.Adam(sen.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     rows = []

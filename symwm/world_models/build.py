@@ -19,6 +19,10 @@ from symwm.world_models.model import ModelSpec, WorldModel
 SIZES = ("cpu", "paper")
 
 
+class RecordedParamsError(ValueError):
+    """Recorded hyper-parameters (a checkpoint's) name fields the family's preset no longer has."""
+
+
 def make_env(spec: ModelSpec) -> gym.Env:
     """The (unwrapped) environment a model is for; it supplies shapes, group and action space."""
     find_env_spec(spec.env_id)
@@ -87,7 +91,7 @@ def build_model(spec: ModelSpec, initialize: bool = True, family: str | None = N
         if params is not None:
             unknown = sorted(set(params) - set(resolved))
             if unknown:
-                raise ValueError(f"recorded hyper-parameter(s) {unknown} are not fields of the {fam.NAME} family's "
+                raise RecordedParamsError(f"recorded hyper-parameter(s) {unknown} are not fields of the {fam.NAME} family's "
                                  f"{spec.variant}/{spec.size} preset any more; known: {sorted(resolved)}")
             resolved.update(params)
         model = fam.build(spec, env, resolved, initialize=initialize)

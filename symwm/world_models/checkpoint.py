@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 import symwm
-from symwm.world_models.build import build_model
+from symwm.world_models.build import RecordedParamsError, build_model
 from symwm.world_models.model import ModelSpec, WorldModel
 
 FORMAT_VERSION = 1
@@ -171,19 +171,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> W
         spec = ModelSpec.from_dict(payload["spec"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid model spec: {exc}") from exc
-    try:
-        model = build_model(spec, initialize=False, family=payload.get("family"), params=recorded_params(payload, path))
-    except ValueError as exc:
-        if "recorded hyper-parameter" not in str(exc):
-            raise
-        raise CheckpointError(f"checkpoint {path}: {exc}") from None
+    model = rebuild(payload, spec, path)
     load_weights(model, payload, source=f"checkpoint {path}")
     return model.to(device).eval()
 
 
-def recorded_params(payload: dict[str, Any], path: Any) -> dict[str, Any] | None:
-    """The hyper-parameters a checkpoint recorded (None for checkpoints written before they were recorded, or of hand-built models)."""
+def rebuild(payload: dict[str, Any], spec: ModelSpec, path: Any) -> WorldModel:
+    """The untrained model a checkpoint's weights load into: its family and recorded hyper-parameters, no escnn init.
+
+    Checkpoints written before hyper-parameters were recorded (or of hand-built models) use the named preset.
+    """
     params = payload.get("params")
     if params is not None and not isinstance(params, dict):
         raise CheckpointError(f"checkpoint {path} has invalid recorded hyper-parameters (expected a dict, got {type(params).__name__})")
-    return params
+    try:
+        return build_model(spec, initialize=False, family=payload.get("family"), params=params)
+    except RecordedParamsError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from symwm.envs.symmetry import pose_key
 from symwm.world_models.build import build_model
 from symwm.world_models.compatibility import check_compatible
-from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, recorded_params, save_checkpoint
+from symwm.world_models.checkpoint import CheckpointError, load_weights, read_checkpoint, rebuild, save_checkpoint
 from symwm.world_models.datasets import TransitionDataset, open_dataset
 from symwm.world_models.locks import acquire_lock
 from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss, frames_differ
@@ -353,8 +353,7 @@ def _train(
     if given is not None:
         model = given
     else:
-        model = build_model(spec, initialize=payload is None, family=payload.get("family") if payload is not None else None,
-                            params=recorded_params(payload, last_path) if payload is not None else None)
+        model = build_model(spec) if payload is None else rebuild(payload, spec, last_path)
     if payload is not None:
         load_weights(model, payload, source=f"checkpoint {last_path}")
     model.to(device).train()
