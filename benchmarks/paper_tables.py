@@ -325,7 +325,7 @@ def run_pool(jobs: list[dict[str, Any]], parallel: int) -> None:
             log = open(out / "job.log", "a")
             proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--job", str(spec)], stdout=log, stderr=subprocess.STDOUT, env=env)
             running.append((proc, job, time.perf_counter()))
-        time.sleep(2)
+        time.sleep(0.2)
         for item in list(running):
             proc, job, t0 = item
             if proc.poll() is None:

@@ -72,6 +72,10 @@ class DemoConfig:
     """seed of data, initialisation and training"""
 
 
+#: seconds between progress lines while models train
+STATUS_EVERY = 15.0
+
+
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -138,6 +142,23 @@ def _train_phases(cfg: DemoConfig, run: Path, variant: str) -> list[tuple[int | 
     return phases + [(None, 2)]
 
 
+def train_arguments(cfg: DemoConfig, data: Path, run: Path, variant: str, steps: int | None, threads: int) -> list[str]:
+    """``symwm`` command-line arguments of one training call of the demo (resuming when ``run`` has a last checkpoint)."""
+    args = [
+        "train", "--env", cfg.env_id, "--variant", variant, "--size", "cpu",
+        "--dataset", str(data), "--out-dir", str(run), "--epochs", str(cfg.epochs),
+        "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--no-progress",
+        "--val-fraction", str(cfg.val_fraction), "--lr-schedule", cfg.lr_schedule, "--num-threads", str(threads),
+    ]
+    if cfg.temporal_negatives:
+        args.append("--temporal-negatives")
+    if (run / "last.pt").exists():
+        args.append("--resume")
+    if steps is not None:
+        args += ["--max-steps", str(steps)]
+    return args
+
+
 def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]) -> list[str]:
     """Train the variants side by side in processes (:func:`_train_phases`), resuming unfinished runs; returns those trained now."""
     procs: dict[str, subprocess.Popen] = {}
@@ -148,18 +169,7 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
     def launch(v: str) -> None:
         run = out / v
         steps, threads = plans[v].pop(0)
-        cmd = [
-            sys.executable, "-m", "symwm.cli", "train", "--env", cfg.env_id, "--variant", v, "--size", "cpu",
-            "--dataset", str(data), "--out-dir", str(run), "--epochs", str(cfg.epochs),
-            "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--no-progress",
-            "--val-fraction", str(cfg.val_fraction), "--lr-schedule", cfg.lr_schedule, "--num-threads", str(threads),
-        ]
-        if cfg.temporal_negatives:
-            cmd.append("--temporal-negatives")
-        if (run / "last.pt").exists():
-            cmd.append("--resume")
-        if steps is not None:
-            cmd += ["--max-steps", str(steps)]
+        cmd = [sys.executable, "-m", "symwm.cli", *train_arguments(cfg, data, run, v, steps, threads)]
         run.mkdir(parents=True, exist_ok=True)
         log = open(run / "train.out", "a")
         procs[v] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -174,13 +184,18 @@ def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]
         plans[v] = _train_phases(cfg, run, v)
         procs_started.append(v)
         launch(v)
+    last_report = time.monotonic()
     while procs:
-        time.sleep(15)
+        time.sleep(0.2)  # react to a finished phase at once; report progress every STATUS_EVERY seconds
+        finished = [v for v, p in procs.items() if p.poll() is not None]
+        if not finished and time.monotonic() - last_report < STATUS_EVERY:
+            continue
+        last_report = time.monotonic()
         status = []
         for v, p in list(procs.items()):
             rows = _history(out / v)
             status.append(f"{v} epoch {len(rows)}/{cfg.epochs} loss {rows[-1]['loss']:.4f}" if rows else f"{v} starting")
-            if p.poll() is not None:
+            if v in finished:
                 if p.returncode:
                     raise SystemExit(f"training {v} failed (exit {p.returncode}); see {out / v / 'train.out'}")
                 del procs[v]
