@@ -145,7 +145,8 @@ def test_rotation_sen_output_benchmark_trains_each_output(tmp_path):
     rows = list(csv.DictReader(open(md.with_suffix(".csv"))))
     assert [r["output"] for r in rows] == list(rotation_sen_output.OUTPUTS)
     assert all(0.0 <= float(r["fit_residual"]) and 0.0 <= float(r["pose_error_deg"]) <= 180.0 for r in rows)
-    assert "| two-axes | 0 |" in md.read_text()
+    assert all(0.0 <= float(r["hard_hits@1"]) <= 100.0 for r in rows)  # after the last (here the only) epoch
+    assert "| two-axes | 0 |" in md.read_text() and "Hard Hits@1 % (10 negatives)" in md.read_text()
 
 
 def test_plateau_epoch_is_where_the_pose_error_stopped_falling():
