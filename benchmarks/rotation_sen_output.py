@@ -78,8 +78,7 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
     sen, transition = model.sen, model.transition
     axis_negatives = output.endswith("-axis-negatives")
     output = output.removesuffix("-axis-negatives")
-    eval_env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped
-    renderer = eval_env if axis_negatives else None
+    env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped  # renders the axis negatives and the hard negatives
     rng = np.random.default_rng(seed)
     if output != "gram-schmidt":
         sen.head[-1] = nn.Linear(sen.head[-1].in_features, 6 if output == "two-axes" else 9)
@@ -110,7 +109,7 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
         else:
             axes = torch.linalg.svd(m_next.detach().double())[0][:, :, 0].numpy()  # [B, 3] top left singular vectors
         angles = rng.uniform(np.pi / 4, np.pi, len(axes)) * rng.choice([-1.0, 1.0], len(axes))
-        frames = [renderer.render_orientation(rotation_from_vector(u * a) @ r) for u, a, r in zip(axes, angles, poses.double().numpy())]
+        frames = [env.render_orientation(rotation_from_vector(u * a) @ r) for u, a, r in zip(axes, angles, poses.double().numpy())]
         return torch.from_numpy(np.stack(frames))
 
     data = TransitionDataset(train_path, states=axis_negatives)
@@ -145,7 +144,7 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
             hard = float("nan")
             if epoch == epochs:  # table 4's Hard Hits@1: the same renderings near the true next pose as `symwm eval` draws
                 states = {k: v.numpy() for k, v in ev["next_states"].items()}
-                neg_obs = hard_negative_observations(eval_env, states, HARD_NEGATIVES, np.random.default_rng(seed))  # [N, M, H, W, 1]
+                neg_obs = hard_negative_observations(env, states, HARD_NEGATIVES, np.random.default_rng(seed))  # [N, M, H, W, 1]
                 neg = torch.cat([outputs(o) for o in neg_obs.flatten(0, 1).split(250)]).reshape(len(m), HARD_NEGATIVES, -1)
                 hard = hard_ranking_metrics(pred.flatten(1), m_next.flatten(1), neg)["hits@1"]
         true = ev["states"]["orientation"]
