@@ -74,6 +74,11 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     before = (tmp_path / "demo" / "ours" / "best.pt").stat().st_mtime_ns
     run_demo(cfg)  # everything complete: data reused, training skipped
     assert (tmp_path / "demo" / "ours" / "best.pt").stat().st_mtime_ns == before
+    # the loss with temporal negatives reaches both models' training
+    other = dataclasses.replace(cfg, out=str(tmp_path / "demo-temporal"), temporal_negatives=True)
+    assert "temporal negatives in the loss" in run_demo(other).read_text()
+    for v in ("ours", "none"):
+        assert json.loads((tmp_path / "demo-temporal" / v / "config.json").read_text())["train"]["temporal_negatives"] is True
 
 
 def test_the_demos_training_calls_carry_its_options_into_the_train_config(tmp_path):

@@ -247,12 +247,12 @@ def test_a_checkpoint_keeps_loading_after_its_preset_changes(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["rotation", "grid"])  # without and with BatchNorm (Reacher's SEN uses the same sync)
+@pytest.mark.parametrize("family", ["rotation", "grid", "reacher"])
 def test_distributed_training_on_two_cpu_processes(dataset, tmp_path, family):
     out = tmp_path / "ddp"
     env_id, data = ENV, dataset
-    if family != "rotation":  # a family with BatchNorm: running statistics must agree across ranks
-        env_id = {"grid": "symwm/Cubes3D-v0"}[family]
+    if family != "rotation":  # families with BatchNorm: running statistics must agree across ranks
+        env_id = {"grid": "symwm/Cubes3D-v0", "reacher": "symwm/Reacher-v0"}[family]
         data = collect(tmp_path / "d.h5", env_id, n_episodes=24, episode_length=5, seed=3, progress=False)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
