@@ -223,7 +223,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{docs.get(f.name, '')} (default: {f.default})"
-        if isinstance(f.default, bool):
+        if isinstance(f.default, bool) or (f.default is None and str(f.type).replace(" ", "") in ("bool|None", "Optional[bool]")):
+            # --flag / --no-flag; a bool | None field left out stays None (its "auto")
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
         elif f.default is None:
             parser.add_argument(flag, type=_json_value, default=None, help=help_text)

@@ -64,6 +64,8 @@ class DemoConfig:
     """share of the training episodes held out to choose the best checkpoint"""
     temporal_negatives: bool = False
     """train both models with temporal negatives (not the release's loss; TrainConfig.temporal_negatives)"""
+    amp: bool = False
+    """train with bfloat16 autocast on CPU (TrainConfig.amp; native only with AVX512-BF16 or AMX; see benchmarks/results/demo/seeds_bf16.md)"""
     ours_shared: float = 0.5
     """share of ours' optimiser steps trained with one thread while none trains beside it; the rest use both threads"""
     horizon: int = 10
@@ -152,6 +154,8 @@ def train_arguments(cfg: DemoConfig, data: Path, run: Path, variant: str, steps:
     ]
     if cfg.temporal_negatives:
         args.append("--temporal-negatives")
+    if cfg.amp:
+        args.append("--amp")
     if (run / "last.pt").exists():
         args.append("--resume")
     if steps is not None:

@@ -82,17 +82,18 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
 
 
 def test_the_demos_training_calls_carry_its_options_into_the_train_config(tmp_path):
-    """Every option of DemoConfig that shapes training reaches ``symwm train`` (temporal negatives, resume, step cap)."""
+    """Every option of DemoConfig that shapes training reaches ``symwm train`` (temporal negatives, bf16, resume, step cap)."""
     from symwm.cli import _train_config
     from symwm.demo import train_arguments
 
-    cfg = DemoConfig(out=str(tmp_path), epochs=3, batch_size=40, lr=2e-4, seed=7, val_fraction=0.2, temporal_negatives=True)
+    cfg = DemoConfig(out=str(tmp_path), epochs=3, batch_size=40, lr=2e-4, seed=7, val_fraction=0.2, temporal_negatives=True, amp=True)
     run = tmp_path / "ours"
     args = build_parser().parse_args(train_arguments(cfg, tmp_path / "train.h5", run, "ours", 5, 1))
     train = _train_config(args)
     assert (train.epochs, train.batch_size, train.lr, train.seed, train.val_fraction) == (3, 40, 2e-4, 7, 0.2)
-    assert train.temporal_negatives is True and args.max_steps == 5 and args.num_threads == 1 and not args.resume
+    assert train.temporal_negatives is True and train.amp is True and args.max_steps == 5 and args.num_threads == 1 and not args.resume
     run.mkdir()
     (run / "last.pt").write_bytes(b"")
-    args = build_parser().parse_args(train_arguments(dataclasses.replace(cfg, temporal_negatives=False), tmp_path / "train.h5", run, "none", None, 2))
+    args = build_parser().parse_args(train_arguments(dataclasses.replace(cfg, temporal_negatives=False, amp=False), tmp_path / "train.h5", run, "none", None, 2))
     assert args.resume and args.max_steps is None and _train_config(args).temporal_negatives is False
+    assert not _train_config(args).amp

@@ -153,12 +153,21 @@ def test_summary_is_valid_json_and_names_only_written_files(rot_data, tmp_path):
     assert summary["best_checkpoint"] is None and summary["best_loss"] is None and not (run / "best.pt").exists()
 
 
+def test_amp_is_a_switch_with_an_auto_default_and_checked_in_python():
+    """``--amp`` / ``--no-amp`` on the command line (unset: auto); a non-boolean from Python is refused by name."""
+    from symwm.cli import _train_config, build_parser
+
+    base = ["train", "--env", ROT, "--variant", "none", "--dataset", "d.h5", "--out-dir", "r"]
+    assert [_train_config(build_parser().parse_args(base + extra)).amp for extra in ([], ["--amp"], ["--no-amp"])] == [None, True, False]
+    with pytest.raises(ValueError, match="amp must be true, false or unset"):
+        TrainConfig(dataset="d.h5", out_dir="r", amp="garbage")
+
+
 @pytest.mark.parametrize("args, problem", [
     (["--batch-size", "0"], "batch_size must be an integer >= 1"),
     (["--batch-size", "-5"], "batch_size must be an integer >= 1"),
     (["--epochs", "0"], "epochs must be an integer >= 1"),
     (["--max-steps", "abc"], "max_steps must be an integer"),
-    (["--amp", "garbage"], "amp must be true, false or unset"),
 ])
 def test_bad_training_options_give_one_line(rot_data, tmp_path, capsys, args, problem):
     code = main(["train", "--env", ROT, "--env-kwarg", "actions=continuous", "--variant", "none", "--dataset", str(rot_data),
