@@ -5,6 +5,10 @@ VENV ?= .venv
 # Override for a GPU build, e.g.  make test TORCH_SPEC="torch==2.13.0 --index-url ..."
 TORCH_SPEC ?= torch==2.13.0
 ESCNN_SPEC ?= escnn==1.0.11
+# Tests run in one process per core (pytest-xdist, whole files per process so module fixtures are built once);
+# TEST_WORKERS=0 runs them in this process, one after the other
+TEST_WORKERS ?= auto
+PYTEST = $(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.symwm-installed
 
@@ -27,10 +31,10 @@ demo: $(STAMP)
 	$(VENV)/bin/symwm demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 gallery: $(STAMP)
 	$(VENV)/bin/symwm gallery --out docs/gallery.png
