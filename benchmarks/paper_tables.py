@@ -58,6 +58,7 @@ METRICS = {
     "die_sen": ("DIE(S) x1e-3", 1e3, 1),
     "die_model": ("DIE(model) x1e-3", 1e3, 1),
     "slot_usage": ("slot usage", 1.0, 3),
+    "pose_error_deg": ("SEN pose error (deg)", 1.0, 1),
 }
 
 
@@ -113,6 +114,10 @@ class Setting:
     """the negative term's hinge: on the whole state (the release's) or on each object (``TrainConfig.hinge_on``)"""
     temporal_negatives: bool = False
     """ask the latent to change wherever a transition's frames change (``TrainConfig.temporal_negatives``; not the release's)"""
+    stabiliser_negatives: bool = False
+    """push each next state away from itself turned where a collapsed latent cannot see (``TrainConfig.stabiliser_negatives``; not the release's)"""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """preset fields changed for every variant (``ModelSpec.overrides``, ``symwm train --set``)"""
     val_fraction: float = 0.02
     """share of the training episodes held out to choose the best checkpoint (0: lowest training loss, the paper's choice)"""
     paper: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -201,12 +206,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     done = json.loads(summary.read_text()) if summary.exists() else {}
     if not (done.get("finished") and done.get("epochs_done", job["epochs"]) >= job["epochs"]):  # more epochs: continue the run
         family, _, variant = job["variant"].rpartition("/")  # "planar/ours": the planar family's ours
-        spec = ModelSpec(job["env_id"], variant, job["size"], job["env_kwargs"], family=family or None)
+        spec = ModelSpec(job["env_id"], variant, job["size"], job["env_kwargs"], family=family or None, overrides=job.get("overrides", {}))
         cfg = TrainConfig(
             dataset=job["dataset"], out_dir=str(out), epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"],
             seed=job["seed"], device=job["device"], progress=False, tensorboard=False, resume=(out / "last.pt").exists(),
             val_fraction=job["val_fraction"], hinge_on=job.get("hinge_on", "state"),
-            temporal_negatives=job.get("temporal_negatives", False),
+            temporal_negatives=job.get("temporal_negatives", False), stabiliser_negatives=job.get("stabiliser_negatives", False),
         )
         train(spec, cfg)
     summary_data = json.loads(summary.read_text())
@@ -301,7 +306,8 @@ def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str
                     "size": s.size, "dataset": str(train), "eval_dataset": str(ev), "out_dir": str(run_dir(work, s, v, seed)),
                     "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "device": device, "threads": threads,
                     "horizon": s.horizon, "hard_negatives": s.hard_negatives, "val_fraction": s.val_fraction, "hinge_on": s.hinge_on,
-                    "temporal_negatives": s.temporal_negatives,
+                    "temporal_negatives": s.temporal_negatives, "stabiliser_negatives": s.stabiliser_negatives,
+                    "overrides": s.overrides,
                     "extra_evals": [{"name": e.name, "horizon": e.horizon, "dataset": str(extra_eval_data(s, e, seed, work))}
                                     for e in s.extra_evals],
                 })
@@ -449,7 +455,9 @@ def markdown(title: str, intro: list[str], settings: list[Setting], rows: list[d
                   f"{f', {s.twins} twins' if s.twins else ''}{f', {s.hard_negatives} hard negatives' if s.hard_negatives else ''}. "
                   f"`{s.size}` models, {s.epochs} epochs, batch {s.batch_size}, Adam lr {s.lr}"
                   f"{', one hinge per object' if s.hinge_on == 'object' else ''}"
-                  f"{', temporal negatives' if s.temporal_negatives else ''}.", ""]
+                  f"{', temporal negatives' if s.temporal_negatives else ''}"
+                  f"{', stabiliser negatives' if s.stabiliser_negatives else ''}"
+                  f"{''.join(f', `{k}={v}`' for k, v in s.overrides.items())}.", ""]
         if s.extra_evals:
             lines += ["Further evaluations of the same runs: " + "; ".join(
                 f"{e.label}: {e.horizon}-step prediction on "

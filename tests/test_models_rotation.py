@@ -8,7 +8,7 @@ from escnn import group as egroup
 from escnn import gspaces
 from escnn import nn as enn
 
-from symwm.envs.groups import SO3, rotation_from_vector
+from symwm.envs.groups import SO3, geodesic_distances, rotation_from_vector
 from symwm.envs.rotating_object import SMALL_AXES
 from symwm.world_models.build import build_model
 from symwm.world_models.model import ModelSpec
@@ -23,8 +23,9 @@ ENV_ID = "symwm/RotatingObject-v0"
 B = 16
 
 
-def spec(variant: str, actions: str, size: str = "cpu") -> ModelSpec:
-    return ModelSpec(ENV_ID, variant, size, env_kwargs={"actions": actions})
+def spec(variant: str, actions: str, size: str = "cpu", sen_output: str = "gram-schmidt") -> ModelSpec:
+    return ModelSpec(ENV_ID, variant, size, env_kwargs={"actions": actions},
+                     overrides={} if sen_output == "gram-schmidt" else {"sen_output": sen_output})
 
 
 def unwrapped_env(actions: str):
@@ -155,10 +156,11 @@ def equivariance_error(model, transition, env, rng, n_random: int = 8) -> float:
     return worst
 
 
+@pytest.mark.parametrize("sen_output", rotation.SEN_OUTPUTS)
 @pytest.mark.parametrize("actions", ["small", "continuous"])
-def test_ours_transition_is_equivariant_in_train_eval_and_export(actions):
+def test_ours_transition_is_equivariant_in_train_eval_and_export(actions, sen_output):
     env = unwrapped_env(actions)
-    model = build_model(spec("ours", actions))
+    model = build_model(spec("ours", actions, sen_output=sen_output))
     rng = np.random.default_rng(6)
     model.train()
     assert equivariance_error(model, model.transition, env, rng) < 1e-4
@@ -183,11 +185,58 @@ def test_matmul_transition_is_exactly_equivariant(actions):
     assert equivariance_error(model, model.transition, env, np.random.default_rng(7)) < 1e-5
 
 
+@pytest.mark.parametrize("sen_output", rotation.SEN_OUTPUTS)
 @pytest.mark.parametrize("actions", ["small", "continuous"])
-def test_none_transition_is_not_equivariant(actions):
+def test_none_transition_is_not_equivariant(actions, sen_output):
     env = unwrapped_env(actions)
-    model = build_model(spec("none", actions))
+    model = build_model(spec("none", actions, sen_output=sen_output))
     assert equivariance_error(model, model.transition, env, np.random.default_rng(8)) > 1e-2
+
+
+@pytest.mark.parametrize("variant", rotation.VARIANTS)
+def test_sphere_outputs_stay_on_the_sphere_and_their_pose_is_the_nearest_rotation(variant):
+    """``sen_output=sphere``: SEN outputs and predictions have a rotation's norm sqrt(3); the pose commutes with g."""
+    env = unwrapped_env("continuous")
+    model = build_model(spec(variant, "continuous", sen_output="sphere"))
+    assert model.sen.head[-1].out_features == 9
+    obs = torch.randint(0, 256, (B, 64, 64, 1), dtype=torch.uint8)
+    z, z_pred, _ = model(obs, random_actions(np.random.default_rng(3), env, B), obs)
+    for x in (z, z_pred):
+        assert torch.allclose(x.reshape(B, 9).norm(dim=1), torch.full((B,), 3**0.5), atol=1e-5)
+    v = model.embed(obs)
+    assert not torch.allclose(v.transpose(1, 2) @ v, torch.eye(3).expand(B, 3, 3), atol=1e-2)  # not a rotation
+    pose = model.symmetry.pose(v)
+    assert torch.allclose(pose.transpose(1, 2) @ pose, torch.eye(3).expand(B, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(pose), torch.ones(B), atol=1e-5)
+    g = torch.as_tensor(random_rotations(np.random.default_rng(4), 1)[0], dtype=torch.float32)
+    assert torch.allclose(model.symmetry.pose(g @ v), g @ pose, atol=1e-5)
+    # nearest: no sampled rotation is closer to v than its pose
+    others = torch.as_tensor(random_rotations(np.random.default_rng(5), 200), dtype=torch.float32)
+    assert ((v[0] - pose[0]).norm() <= (others - v[0]).flatten(1).norm(dim=1) + 1e-6).all()
+    with pytest.raises(ValueError, match="unknown sen_output 'cube'"):
+        build_model(ModelSpec(ENV_ID, variant, "cpu", {"actions": "continuous"}, overrides={"sen_output": "cube"}))
+
+
+@pytest.mark.parametrize("sen_output", rotation.SEN_OUTPUTS)
+def test_stabiliser_elements_turn_about_the_axis_the_latent_reports(sen_output):
+    """A latent carrying one body axis is fixed by the elements offered for it; each turns 45-180 degrees."""
+    sym = build_model(spec("matmul", "continuous", sen_output=sen_output)).symmetry
+    rng = np.random.default_rng(0)
+    if sen_output == "sphere":  # rank one: u c^T, the collapse the stabiliser negatives target
+        u = torch.randn(B, 3, dtype=torch.float64)
+        m = rotation.to_sphere(u[:, :, None] * torch.randn(B, 1, 3, dtype=torch.float64))
+    else:  # a rotation: its first column is the axis it reports
+        m = torch.as_tensor(random_rotations(rng, B))
+        u = m[:, :, 0]
+    elements = sym.stabiliser_elements(m.reshape(B, 1, 9), rng)
+    assert len(elements) == B
+    for g, mi, ui in zip(elements, m, u):
+        assert SO3().contains(g)
+        angle = np.degrees(geodesic_distances(g[None], np.eye(3)[None])[0])
+        assert 45 - 1e-6 <= angle <= 180 + 1e-6
+        assert np.allclose(g @ ui.numpy(), ui.numpy(), atol=1e-9)  # the axis is fixed
+        if sen_output == "sphere":
+            assert np.allclose(g @ mi.numpy(), mi.numpy(), atol=1e-9)  # so is the whole rank-one latent
 
 
 def test_tensor_product_matches_escnn_forward():

@@ -115,6 +115,72 @@ def test_training_with_temporal_negatives_logs_the_term_and_resumes_only_with_it
         config(dataset, tmp_path / "bad", temporal_negatives="yes")
 
 
+def test_stabiliser_term_by_hand():
+    """The next state's latent against itself turned: the full hinge when they coincide, nothing once they are apart."""
+    z = torch.zeros(4, 1, 9)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    base, _ = contrastive_loss(z, z, z + 5.0, g())
+    same, stats = contrastive_loss(z, z, z + 5.0, g(), turned=z + 5.0)
+    assert stats["stabiliser"] == 1.0 and float(same) == pytest.approx(float(base) + 1.0)
+    apart, stats = contrastive_loss(z, z, z + 5.0, g(), turned=z)
+    assert stats["stabiliser"] == 0.0 and float(apart) == pytest.approx(float(base))
+    with pytest.raises(ValueError, match="turned latents must have the shape"):
+        contrastive_loss(z, z, z, g(), turned=z[:2])
+
+
+def test_stabiliser_negatives_render_the_next_state_turned_train_and_resume_bit_for_bit(dataset, tmp_path):
+    """Each negative is the true next state turned by the element offered for its latent; the run logs the term and resumes exactly."""
+    import numpy as np
+
+    from symwm.world_models.datasets import TransitionDataset
+    from symwm.world_models.stabiliser import StabiliserNegatives
+
+    sphere = ModelSpec(env_id=ENV, variant="matmul", size="cpu", overrides={"sen_output": "sphere"})
+    model = build_model(sphere)
+    negatives = StabiliserNegatives(model, str(dataset))
+    items = [TransitionDataset(dataset, states=True)[i] for i in range(3)]
+    next_states = {k: torch.stack([it["next_states"][k] for it in items]) for k in items[0]["next_states"]}
+    with torch.no_grad():
+        z = model.encode(torch.stack([it["next_obs"] for it in items]))
+    frames = negatives.observations(z, next_states, np.random.default_rng(1))
+    elements = model.symmetry.stabiliser_elements(z, np.random.default_rng(1))
+    env = negatives.env
+    for frame, g, pose in zip(frames, elements, next_states["orientation"].numpy()):
+        assert torch.equal(frame, torch.from_numpy(env.render_orientation(g @ pose)))  # g acts on the pose from the left
+    negatives.close()
+
+    full = train(sphere, config(dataset, tmp_path / "full", epochs=2, batch_size=8, stabiliser_negatives=True))
+    assert all(row["stabiliser"] > 0 for row in full.history)
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["stabiliser_negatives"] is True
+    part = config(dataset, tmp_path / "part", epochs=2, batch_size=8, max_steps=20, stabiliser_negatives=True)
+    assert not train(sphere, part).finished
+    part.resume, part.max_steps = True, None
+    resumed = train(sphere, part)
+    a, b = _weights(full.last), _weights(resumed.last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(CheckpointError, match="stabiliser_negatives was True"):
+        train(sphere, config(dataset, tmp_path / "part", epochs=3, batch_size=8, resume=True))
+
+
+def test_stabiliser_negatives_name_what_they_need(dataset, tmp_path):
+    """A family without stabiliser elements, or data without ground-truth states, is refused before training."""
+    import h5py
+
+    grid = ModelSpec(env_id="symwm/Shapes2D-v0", variant="ours", size="cpu")
+    shapes = collect(tmp_path / "shapes.h5", "symwm/Shapes2D-v0", n_episodes=4, episode_length=2, seed=0, progress=False)
+    with pytest.raises(ValueError, match="offers no stabiliser elements"):
+        train(grid, config(shapes, tmp_path / "grid", batch_size=4, val_fraction=0.0, stabiliser_negatives=True))
+    stateless = tmp_path / "stateless.h5"
+    stateless.write_bytes(open(dataset, "rb").read())
+    with h5py.File(stateless, "a") as f:
+        del f["states"]
+        f.attrs["states"] = "none"
+    with pytest.raises(ValueError, match="has no ground-truth states.*stabiliser negatives do"):
+        train(spec("matmul"), config(stateless, tmp_path / "rot", stabiliser_negatives=True))
+    with pytest.raises(ValueError, match="stabiliser_negatives must be True or False"):
+        config(dataset, tmp_path / "bad", stabiliser_negatives="yes")
+
+
 def test_training_lowers_the_loss_and_writes_the_run(dataset, tmp_path):
     result = train(spec(), config(dataset, tmp_path / "run", epochs=4, tensorboard=True))
     losses = [row["loss"] for row in result.history]

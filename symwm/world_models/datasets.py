@@ -305,7 +305,7 @@ class _RolloutDataset(Dataset):
             if states and not f.has_states:
                 raise DatasetError(
                     f"{self.path}: has no ground-truth states (converted from rollouts recorded without them); "
-                    "training and Hits@k / MRR do not need them, twins, EE / DIE and hard negatives do"
+                    "training and Hits@k / MRR do not need them, twins, EE / DIE, hard negatives and stabiliser negatives do"
                 )
             self.env_id, self.attrs = f.env_id, dict(f.attrs)
             self.n_episodes, self.episode_length = f.n_episodes, f.episode_length

@@ -54,8 +54,10 @@ def contrastive_loss(
     sigma: float = SIGMA,
     hinge_on: str = "state",
     moved: torch.Tensor | None = None,
+    turned: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss and its terms for latents ``[B, K, D]``; ``generator`` draws the negatives, ``moved`` ``[B]`` bool adds temporal ones."""
+    """Loss and its terms for latents ``[B, K, D]``; ``generator`` draws the negatives, ``moved`` ``[B]`` bool adds temporal
+    ones, ``turned`` ``[B, K, D]`` (latents of the next states turned by a stabiliser element) stabiliser ones."""
     if hinge_on not in HINGE_ON:
         raise ValueError(f"hinge_on must be one of {list(HINGE_ON)}, got {hinge_on!r}")
     if not (z.shape == z_pred.shape == z_next.shape) or z.dim() != 3:
@@ -77,6 +79,12 @@ def contrastive_loss(
         temporal = (gap * moved).sum() / moved.sum().clamp(min=1)  # mean over the samples whose frames changed
         loss = loss + temporal
         stats["temporal"] = float(temporal.detach())
+    if turned is not None:  # symwm.world_models.stabiliser: the next state against itself turned where a collapsed latent cannot see
+        if turned.shape != z_next.shape:
+            raise ValueError(f"turned latents must have the shape of z_next {tuple(z_next.shape)}, got {tuple(turned.shape)}")
+        stabiliser = torch.clamp(hinge - energy(z_next, turned, sigma), min=0.0).mean()
+        loss = loss + stabiliser
+        stats["stabiliser"] = float(stabiliser.detach())
     return loss, {"loss": float(loss.detach()), **stats}
 
 

@@ -70,6 +70,13 @@ class LatentSymmetry(ABC):
     #: whether SEN outputs are themselves group elements (SO(3): rotation matrices), read by :meth:`pose`
     has_pose: bool = False
 
+    #: whether :meth:`stabiliser_elements` is offered (``TrainConfig.stabiliser_negatives``)
+    has_stabiliser: bool = False
+
+    def stabiliser_elements(self, z: torch.Tensor, rng: Any) -> list[Any]:
+        """Per latent ``[B, K, D]``, a group element that fixes it where it has collapsed (:mod:`symwm.world_models.stabiliser`)."""
+        raise NotImplementedError(f"{type(self).__name__} offers no stabiliser elements (has_stabiliser is False)")
+
     def pose(self, v: torch.Tensor) -> torch.Tensor:
         """The group elements that SEN outputs ``v`` stand for, compared with the env's ``pose_key`` state
         (:func:`symwm.world_models.metrics.pose_error`); only where ``has_pose``."""
@@ -132,11 +139,14 @@ class WorldModel(nn.Module):
             z = self.predict(z, actions[:, t])
         return z
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor):
-        """``(z, z_pred, z_next)`` for a batch of transitions (what the loss needs)."""
-        both = self.encode(torch.cat([obs, next_obs], dim=0))
-        z, z_next = both.chunk(2, dim=0)
-        return z, self.predict(z, actions), z_next
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor, extra_obs: torch.Tensor | None = None):
+        """``(z, z_pred, z_next)`` for a batch of transitions (what the loss needs); with ``extra_obs`` ``[B, H, W, C]``
+        (stabiliser negatives) also their latents, all encoded in one pass: ``(z, z_pred, z_next, z_extra)``."""
+        if extra_obs is None:
+            z, z_next = self.encode(torch.cat([obs, next_obs], dim=0)).chunk(2, dim=0)
+            return z, self.predict(z, actions), z_next
+        z, z_next, z_extra = self.encode(torch.cat([obs, next_obs, extra_obs], dim=0)).split(obs.shape[0], dim=0)
+        return z, self.predict(z, actions), z_next, z_extra
 
     def export(self) -> "WorldModel":
         """A copy whose escnn parts are exported to plain torch (inference only, eval mode)."""

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -48,6 +49,7 @@ from symwm.world_models.locks import acquire_lock
 from symwm.world_models.loss import HINGE, HINGE_ON, contrastive_loss, frames_differ
 from symwm.world_models.metrics import pose_error, ranking_metrics, slot_usage
 from symwm.world_models.model import SIGMA, ModelSpec, WorldModel
+from symwm.world_models.stabiliser import StabiliserNegatives
 
 #: learning-rate schedules of ``TrainConfig.lr_schedule``
 LR_SCHEDULES = ("constant", "cosine")
@@ -86,6 +88,8 @@ class TrainConfig:
     """'state' (the release's: the mean of the objects' energies to another sample must reach the hinge) or 'object' (each object's must, so no object slot can stay unused; experimental, see symwm.world_models.loss)"""
     temporal_negatives: bool = False
     """also ask the latent to change wherever the frames of a transition change (one hinge for the moved object; not in the release, see symwm.world_models.loss)"""
+    stabiliser_negatives: bool = False
+    """also push each next state's latent away from that state turned by a group element its latent cannot see where it has collapsed (one body axis of the rotating object), rendered by the env from the data's ground-truth states: needs states and a family that offers it; the validation loss leaves the term out; not in the release, see symwm.world_models.stabiliser"""
     seed: int = 0
     """seed of initialisation, shuffling and negatives"""
     device: str = "auto"
@@ -141,8 +145,9 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.hinge_on not in HINGE_ON:
             raise ValueError(f"hinge_on must be one of {list(HINGE_ON)}, got {self.hinge_on!r}")
-        if not isinstance(self.temporal_negatives, bool):
-            raise ValueError(f"temporal_negatives must be True or False, got {self.temporal_negatives!r}")
+        for name in ("temporal_negatives", "stabiliser_negatives"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.resume and self.overwrite:
@@ -236,13 +241,14 @@ def _same_setting(key: str, saved: Any, now: Any) -> bool:
 
 
 def _check_resume(payload: dict[str, Any], spec: ModelSpec, cfg: TrainConfig, path: Path) -> None:
-    saved = {"lr_schedule": "constant", "hinge_on": "state", "temporal_negatives": False, **payload.get("train_config", {})}  # runs from before the options
+    saved = {"lr_schedule": "constant", "hinge_on": "state", "temporal_negatives": False, "stabiliser_negatives": False,
+             **payload.get("train_config", {})}  # runs from before the options
     if payload["spec"] != spec.to_dict():
         raise CheckpointError(f"cannot resume from {path}: it was trained with model spec {payload['spec']}, not {spec.to_dict()}")
     keys = ["dataset", "batch_size", "lr", "hinge", "sigma", "seed", "val_fraction"]
     if cfg.lr_schedule != "constant":  # the schedule's length is part of it
         keys.append("epochs")
-    for key in keys + ["lr_schedule", "hinge_on", "temporal_negatives"]:
+    for key in keys + ["lr_schedule", "hinge_on", "temporal_negatives", "stabiliser_negatives"]:
         if key in saved and not _same_setting(key, saved[key], getattr(cfg, key)):
             raise CheckpointError(f"cannot resume from {path}: {key} was {saved[key]!r}, now {getattr(cfg, key)!r}")
 
@@ -327,7 +333,7 @@ def _train(
     out = Path(cfg.out_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
-    full = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id)
+    full = TransitionDataset(cfg.dataset, expect_env_id=spec.env_id, states=cfg.stabiliser_negatives)
     check_compatible(spec, full.env_id, json.loads(full.attrs["env_kwargs"]), f"training data {cfg.dataset}", full.obs_shape)
     train_idx, val_idx = validation_split(full.n_episodes, full.episode_length, cfg.val_fraction, cfg.seed)
     dataset = Subset(full, train_idx)
@@ -357,6 +363,7 @@ def _train(
     if payload is not None:
         load_weights(model, payload, source=f"checkpoint {last_path}")
     model.to(device).train()
+    stabiliser = StabiliserNegatives(model, cfg.dataset) if cfg.stabiliser_negatives else None
     val_poses = validation_poses(model, full, val_idx)  # SO(3) SENs: watch the pose error while training
     net: torch.nn.Module = model
     if world > 1:
@@ -410,10 +417,21 @@ def _train(
             step = state["step_in_epoch"]
             obs, action, next_obs = (batch[k].to(device, non_blocking=True) for k in ("obs", "action", "next_obs"))
             generator = torch.Generator().manual_seed(_mix(cfg.seed, epoch, step, rank))
-            with torch.autocast(device.type, enabled=amp):
-                z, z_pred, z_next = net(obs, action, next_obs)
+            turned = None
+            if stabiliser is not None:  # elements chosen from the latents as they are now (no gradient), then one pass for all
+                with torch.no_grad(), torch.autocast(device.type, enabled=amp):
+                    z_seen = model.encode(next_obs)
+                rng = np.random.default_rng(_mix(cfg.seed, epoch, step, rank, 0x57AB))
+                extra = stabiliser.observations(z_seen.float().cpu(), batch["next_states"], rng).to(device, non_blocking=True)
+                with torch.autocast(device.type, enabled=amp):
+                    z, z_pred, z_next, turned = net(obs, action, next_obs, extra)
+                turned = turned.float()
+            else:
+                with torch.autocast(device.type, enabled=amp):
+                    z, z_pred, z_next = net(obs, action, next_obs)
             moved = frames_differ(obs, next_obs) if cfg.temporal_negatives else None
-            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on, moved)
+            loss, stats = contrastive_loss(z.float(), z_pred.float(), z_next.float(), generator, cfg.hinge, cfg.sigma, cfg.hinge_on, moved,
+                                           turned)
             if not torch.isfinite(loss):  # before the update: the weights and every saved file stay finite
                 raise FloatingPointError(
                     f"non-finite loss ({stats['loss']}) at epoch {epoch + 1}, step {step + 1} (optimiser step "
@@ -495,6 +513,8 @@ def _train(
         })
     if world > 1:
         dist.barrier()
+    if stabiliser is not None:
+        stabiliser.close()
     return TrainResult(out, best_path, last_path, state["history"], finished)
 
 

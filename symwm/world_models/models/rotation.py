@@ -6,6 +6,9 @@ Every variant shares the same SEN and encoder:
   Gram-Schmidt turns them into a rotation matrix ``R`` (columns ``e1 = u / |u|``,
   ``e2 = normalise(w - (e1.w) e1)``, ``e3 = e1 x e2``). V is the space of 3x3 matrices ``[B, 3, 3]``
   and ``g in SO(3)`` acts on it by left multiplication ``R -> g R``, like on the true orientation.
+  With ``sen_output=sphere`` the head gives nine numbers scaled to norm ``sqrt(3)`` instead (any 3x3
+  matrix on that sphere; the pose is the nearest rotation), and the transitions below add residuals
+  to all three columns and rescale in place of Gram-Schmidt.
 * **Encoder** ``E``: the identity, reshaped: ``z = R`` flattened row-major, ``[B, 1, 9]``.
 
 The transitions differ (the paper's comparison):
@@ -49,7 +52,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
-from symwm.envs.groups import SO3
+from symwm.envs.groups import SO3, rotation_from_vector
 from symwm.world_models.escnn_bridge import EscnnModule, PlainIO
 from symwm.world_models.families import require_support
 from symwm.world_models.model import LatentSymmetry, ModelSpec, WorldModel
@@ -59,8 +62,15 @@ VARIANTS = ("ours", "matmul", "none")
 
 # SEN sizes: conv channels (each conv, kernel 4 stride 2, halves the resolution) and the hidden
 # width of its MLP head; most SEN parameters sit in the head's first layer.
-_SEN_PAPER = {"sen_channels": [32, 32, 64, 64], "sen_hidden": 256}
-_SEN_CPU = {"sen_channels": [16, 32, 32], "sen_hidden": 128}
+_SEN_PAPER = {"sen_channels": [32, 32, 64, 64], "sen_hidden": 256, "sen_output": "gram-schmidt"}
+_SEN_CPU = {"sen_channels": [16, 32, 32], "sen_hidden": 128, "sen_output": "gram-schmidt"}
+
+#: what the SEN's head ends in (``--set sen_output=...``): ``gram-schmidt`` (the release's: a rotation
+#: matrix from two 3-vectors) or ``sphere`` (nine numbers scaled to a rotation's Frobenius norm
+#: ``sqrt(3)``, a 3x3 matrix that need not be a rotation; its pose is the nearest rotation). With the
+#: stabiliser negatives of training (``TrainConfig.stabiliser_negatives``) the sphere output learns
+#: the whole pose where Gram-Schmidt keeps one body axis (benchmarks/results/tables/rotation_sen_output*.md).
+SEN_OUTPUTS = ("gram-schmidt", "sphere")
 
 #: hyper-parameters per size and variant. ``ours``: per block, ``fields`` copies of the 7-dim
 #: representation (1 scalar + 2 vectors) squared by the tensor product, then ``gates`` gated vectors;
@@ -98,6 +108,23 @@ def gram_schmidt(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     e2 = F.normalize(w - (e1 * w).sum(-1, keepdim=True) * e1, dim=-1, eps=_EPS)
     e3 = torch.linalg.cross(e1, e2, dim=-1)
     return torch.stack([e1, e2, e3], dim=-1)  # columns
+
+
+def to_sphere(m: torch.Tensor) -> torch.Tensor:
+    """Scale matrices ``[B, 3, 3]`` to the Frobenius norm of a rotation, ``sqrt(3)`` (commutes with rotations)."""
+    return m * (3.0**0.5) / m.flatten(1).norm(dim=1).clamp(min=_EPS)[:, None, None]
+
+
+def nearest_rotations(m: torch.Tensor) -> torch.Tensor:
+    """The rotation (det +1) nearest to each matrix ``[B, 3, 3]`` in Frobenius norm: ``U diag(1, 1, det(U V^T)) V^T``.
+
+    Torch twin of :func:`symwm.envs.groups.nearest_rotation` (batched); commutes with rotations on the left.
+    """
+    u, _, vh = torch.linalg.svd(m)
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    u = torch.cat([u[:, :, :2], u[:, :, 2:] * sign[:, None, None]], dim=2)
+    return u @ vh
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -158,20 +185,26 @@ def escnn_vector_basis() -> np.ndarray:
 
 
 class RotationSEN(nn.Module):
-    """Plain CNN: images ``[B, C, H, W]`` -> rotation matrices ``[B, 3, 3]`` (via Gram-Schmidt)."""
+    """Plain CNN: images ``[B, C, H, W]`` -> 3x3 matrices ``[B, 3, 3]``: rotations (Gram-Schmidt) or points of the ``sqrt(3)`` sphere."""
 
-    def __init__(self, in_channels: int, resolution: int, channels: list[int], hidden: int):
+    def __init__(self, in_channels: int, resolution: int, channels: list[int], hidden: int, output: str = "gram-schmidt"):
         super().__init__()
+        if output not in SEN_OUTPUTS:
+            raise ValueError(f"unknown sen_output {output!r}; known: {list(SEN_OUTPUTS)}")
+        self.output = output
         layers: list[nn.Module] = []
         c, res = in_channels, resolution
         for out in channels:  # each conv halves the resolution
             layers += [nn.Conv2d(c, out, kernel_size=4, stride=2, padding=1), nn.ReLU()]
             c, res = out, res // 2
         self.conv = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * res * res, hidden), nn.ReLU(), nn.Linear(hidden, 6))
+        width = 6 if output == "gram-schmidt" else 9
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * res * res, hidden), nn.ReLU(), nn.Linear(hidden, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.conv(x))  # [B, 6]
+        out = self.head(self.conv(x))  # [B, 6] or [B, 9]
+        if self.output == "sphere":
+            return to_sphere(out.view(-1, 3, 3))  # [B, 3, 3]
         return gram_schmidt(out[:, :3], out[:, 3:])  # [B, 3, 3]
 
 
@@ -186,13 +219,31 @@ class RotationLatentSymmetry(LatentSymmetry):
     """SO(3) acts on V (``[B, 3, 3]``) and on Z (``[B, 1, 9]``) by left multiplication ``R -> g R``."""
 
     has_pose = True
+    has_stabiliser = True
+    #: turns of a stabiliser element, radians: from a clearly different pose to the opposite one
+    STABILISER_ANGLES = (np.pi / 4, np.pi)
 
-    def __init__(self) -> None:
+    def __init__(self, sen_output: str = "gram-schmidt") -> None:
         self.group = SO3()
+        self.sen_output = sen_output
 
     def pose(self, v: torch.Tensor) -> torch.Tensor:
-        """V is SO(3) itself: the SEN's rotation ``[B, 3, 3]`` is its estimate of the pose (up to a constant right factor)."""
-        return v
+        """The SEN's estimate of the pose ``[B, 3, 3]`` (up to a constant right factor): its rotation, or the nearest one to a sphere output."""
+        return v if self.sen_output == "gram-schmidt" else nearest_rotations(v.double()).to(v.dtype)
+
+    def stabiliser_elements(self, z: torch.Tensor, rng: np.random.Generator) -> list[np.ndarray]:
+        """Per latent ``[B, 1, 9]``, a turn of 45-180 degrees (either sense) about the body axis the latent reports.
+
+        A latent that carries one body axis ``u`` (``M = u c^T``, rank one) and not the pose is fixed
+        by every turn about ``u``; pushing ``M(x')`` away from ``M(g x')`` asks it to carry the rest.
+        The axis: the top left singular vector of ``M`` (sphere outputs), the first column of a
+        Gram-Schmidt rotation (its best-learned axis; a rotation has no top singular vector).
+        """
+        m = z.detach().double().reshape(-1, 3, 3).cpu()
+        axes = m[:, :, 0] if self.sen_output == "gram-schmidt" else torch.linalg.svd(m)[0][:, :, 0]  # [B, 3]
+        axes = (axes / axes.norm(dim=1, keepdim=True).clamp(min=_EPS)).numpy()
+        angles = rng.uniform(*self.STABILISER_ANGLES, len(axes)) * rng.choice([-1.0, 1.0], len(axes))
+        return [rotation_from_vector(u * a) for u, a in zip(axes, angles)]
 
     @staticmethod
     def _matrix(g: Any, like: torch.Tensor) -> torch.Tensor:
@@ -250,6 +301,18 @@ class _RotationTransition(nn.Module):
         return float(self.small_vectors.norm(dim=1).max()) if self.actions == "discrete" else self.max_angle
 
 
+def _add_columns(rot: torch.Tensor, delta: torch.Tensor, output: str) -> torch.Tensor:
+    """``rot`` ``[B, 3, 3]`` plus residual columns ``delta`` ``[B, k, 3]``, back onto the SEN's output set: ``[B, 1, 9]``.
+
+    ``gram-schmidt``: two residual columns, then Gram-Schmidt (a rotation); ``sphere``: three, then
+    scaled to norm ``sqrt(3)``. Both commute with rotations, so an equivariant ``delta`` stays equivariant.
+    """
+    b = rot.shape[0]
+    if output == "sphere":
+        return to_sphere(rot + delta.transpose(1, 2)).reshape(b, 1, 9)
+    return gram_schmidt(rot[:, :, 0] + delta[:, 0], rot[:, :, 1] + delta[:, 1]).reshape(b, 1, 9)
+
+
 def _drop_unused_vectors(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
     """Checkpoints saved before continuous transitions stopped storing the discrete actions' vectors load as before."""
     state_dict.pop(prefix + "small_vectors", None)
@@ -265,16 +328,17 @@ class MatMulTransition(_RotationTransition):
 
 
 class MLPTransition(_RotationTransition):
-    """Non-equivariant: MLP on ``[R, action]`` -> residual on the first two columns -> Gram-Schmidt."""
+    """Non-equivariant: MLP on ``[R, action]`` -> residual on the columns -> back onto the SEN's outputs (:func:`_add_columns`)."""
 
-    def __init__(self, vectors: np.ndarray | None, max_angle: float, hidden: int, layers: int):
+    def __init__(self, vectors: np.ndarray | None, max_angle: float, hidden: int, layers: int, output: str = "gram-schmidt"):
         super().__init__(vectors, max_angle)
+        self.output = output
         width = 9 + (self.n_actions or 3)
         mods: list[nn.Module] = []
         for _ in range(layers):
             mods += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
-        mods.append(nn.Linear(width, 6))
+        mods.append(nn.Linear(width, 9 if output == "sphere" else 6))
         self.mlp = nn.Sequential(*mods)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -283,9 +347,8 @@ class MLPTransition(_RotationTransition):
             a = F.one_hot(actions.long(), self.n_actions).to(z.dtype)  # [B, n]
         else:
             a = self.rotation_vectors(actions).to(z.dtype) / self.action_scale  # [B, 3]
-        delta = self.mlp(torch.cat([z.reshape(b, 9), a], dim=-1))  # [B, 6]
-        rot = z.reshape(b, 3, 3)
-        return gram_schmidt(rot[:, :, 0] + delta[:, :3], rot[:, :, 1] + delta[:, 3:]).reshape(b, 1, 9)
+        delta = self.mlp(torch.cat([z.reshape(b, 9), a], dim=-1))  # [B, 6 or 9]
+        return _add_columns(z.reshape(b, 3, 3), delta.view(b, -1, 3), self.output)
 
 
 def _square_fields(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -405,12 +468,14 @@ class _VectorNet(EscnnModule):
 
 
 class EquivariantTransition(_RotationTransition):
-    """SO(3)-equivariant: escnn net on (columns of R, action vector) -> residual on two columns -> Gram-Schmidt."""
+    """SO(3)-equivariant: escnn net on (columns of R, action vector) -> residual columns -> back onto the SEN's outputs."""
 
-    def __init__(self, vectors: np.ndarray | None, max_angle: float, fields: int, gates: int, blocks: int, initialize: bool = True):
+    def __init__(self, vectors: np.ndarray | None, max_angle: float, fields: int, gates: int, blocks: int, initialize: bool = True,
+                 output: str = "gram-schmidt"):
         super().__init__(vectors, max_angle)
+        self.output = output
         self.register_buffer("basis", torch.tensor(escnn_vector_basis(), dtype=torch.float32))  # P: escnn = P @ xyz
-        self.net = _VectorNet(4, 2, fields, gates, blocks, initialize=initialize)
+        self.net = _VectorNet(4, 3 if output == "sphere" else 2, fields, gates, blocks, initialize=initialize)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         b = z.shape[0]
@@ -418,9 +483,9 @@ class EquivariantTransition(_RotationTransition):
         v = self.rotation_vectors(actions).to(z.dtype) / self.action_scale  # [B, 3]
         vectors = torch.cat([rot.transpose(1, 2), v[:, None, :]], dim=1)  # [B, 4, 3]: 3 columns + action
         basis = self.basis.to(z.dtype)
-        delta = self.net((vectors @ basis.T).reshape(b, 12))  # escnn basis, [B, 6]
-        delta = delta.view(b, 2, 3) @ basis  # back to xyz, [B, 2, 3]
-        return gram_schmidt(rot[:, :, 0] + delta[:, 0], rot[:, :, 1] + delta[:, 1]).reshape(b, 1, 9)
+        delta = self.net((vectors @ basis.T).reshape(b, 12))  # escnn basis, [B, 3 k]
+        delta = delta.view(b, -1, 3) @ basis  # back to xyz, [B, k, 3]
+        return _add_columns(rot, delta, self.output)
 
     def export(self) -> "EquivariantTransition":
         """A copy computing the same function in plain torch (no escnn modules), eval mode."""
@@ -471,14 +536,15 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
     h, w, c = env.observation_space.shape
     if h != w:
         raise ValueError(f"expected square observations, got {env.observation_space.shape}")
-    sen = RotationSEN(c, h, list(params["sen_channels"]), int(params["sen_hidden"]))
+    output = str(params.get("sen_output", "gram-schmidt"))
+    sen = RotationSEN(c, h, list(params["sen_channels"]), int(params["sen_hidden"]), output)
     vectors = env.action_rotation_vectors if isinstance(env.action_space, spaces.Discrete) else None
     max_angle = env.max_angle if vectors is None else 0.0  # supports() checked it for Box(3) actions
     if spec.variant == "matmul":
         transition: nn.Module = MatMulTransition(vectors, max_angle)
     elif spec.variant == "none":
-        transition = MLPTransition(vectors, max_angle, int(params["hidden"]), int(params["layers"]))
+        transition = MLPTransition(vectors, max_angle, int(params["hidden"]), int(params["layers"]), output)
     else:
         fields, gates, blocks = int(params["fields"]), int(params["gates"]), int(params["blocks"])
-        transition = EquivariantTransition(vectors, max_angle, fields, gates, blocks, initialize=initialize)
-    return WorldModel(spec, sen, FlattenRotation(), transition, RotationLatentSymmetry(), latent_shape=(1, 9))
+        transition = EquivariantTransition(vectors, max_angle, fields, gates, blocks, initialize=initialize, output=output)
+    return WorldModel(spec, sen, FlattenRotation(), transition, RotationLatentSymmetry(output), latent_shape=(1, 9))
