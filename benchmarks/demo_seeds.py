@@ -8,6 +8,11 @@ evaluation, plots); a seed whose runs were reused from an earlier invocation kee
 
     python benchmarks/demo_seeds.py                 # seeds 0-4 into runs/demo_seeds/seed<N>
     python benchmarks/demo_seeds.py --report-only   # rewrite the tables from finished runs
+    python benchmarks/demo_seeds.py --work runs/demo_seeds_bf16 --name seeds_bf16 --baseline benchmarks/results/demo/seeds.csv -- --amp
+
+The last line trains with bfloat16 autocast (CPUs with AVX512-BF16 or AMX) and adds a parity table:
+each model's bf16 Hits@1 beside the float32 seeds of ``--baseline`` (parity: the bf16 mean inside
+the float32 seeds' range, min to max).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import csv  # noqa: E402
+
 from machine import cpu_model  # noqa: E402
 from train_speed import write_atomic, write_csv  # noqa: E402
 
@@ -57,14 +64,33 @@ def rows_of(seed: int, record: dict, work: Path) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], seeds: list[int]) -> str:
+def parity(rows: list[dict], baseline: list[dict]) -> list[str]:
+    """Markdown: each model's Hits@1 with bf16 autocast beside float32 seeds, and whether the bf16 mean is inside their range."""
+    lines = ["## bf16 against float32", "",
+             "| model | float32 Hits@1 % mean ± std (min-max, seeds) | bf16 Hits@1 % mean ± std (min-max, seeds) | bf16 seeds inside the float32 range | parity |",
+             "|---|---|---|---|---|"]
+    for model in ("ours", "none"):
+        f = np.array([float(r["hits@1"]) for r in baseline if r["model"] == model])
+        b = np.array([float(r["hits@1"]) for r in rows if r["model"] == model])
+        if not len(f) or not len(b):
+            continue
+        sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0  # noqa: E731
+        inside = int(((b >= f.min()) & (b <= f.max())).sum())
+        ok = f.min() <= b.mean() <= f.max()
+        lines.append(f"| {model} | {f.mean():.1f} ± {sd(f):.1f} ({f.min():.1f}-{f.max():.1f}, {len(f)}) | "
+                     f"{b.mean():.1f} ± {sd(b):.1f} ({b.min():.1f}-{b.max():.1f}, {len(b)}) | {inside} of {len(b)} | "
+                     f"{'holds' if ok else 'MISSED'} |")
+    return lines + [""]
+
+
+def markdown(rows: list[dict], seeds: list[int], amp: bool = False, baseline: list[dict] | None = None, name: str = "seeds") -> str:
     lines = [
-        "# The demo over seeds",
+        "# The demo over seeds" + (", trained with bf16 autocast" if amp else ""),
         "",
-        f"`symwm demo --seed N` for seeds {', '.join(map(str, seeds))} (`benchmarks/demo_seeds.py`), on {cpu_model()}, "
+        f"`symwm demo --seed N{' --amp' if amp else ''}` for seeds {', '.join(map(str, seeds))} (`benchmarks/demo_seeds.py`), on {cpu_model()}, "
         f"2 cores. 3D Blocks trained without 'left' ({rows[0]['train_transitions']:,} one-step transitions, "
         f"{rows[0]['epochs']} epochs, `cpu` presets), 10-step Hits@1 on all actions ranked among "
-        f"{rows[0]['eval_episodes']:,} evaluation episodes. Per-seed rows: [seeds.csv](seeds.csv).",
+        f"{rows[0]['eval_episodes']:,} evaluation episodes. Per-seed rows: [{name}.csv]({name}.csv).",
         "",
         "| model | Hits@1 % mean ± std | min | max | MRR % mean ± std | held-in Hits@1 % mean | target | seeds meeting it |",
         "|---|---|---|---|---|---|---|---|",
@@ -100,6 +126,8 @@ def markdown(rows: list[dict], seeds: list[int]) -> str:
         "another CPU (other float kernels) takes another path, which is why the claim is made over seeds.",
         "",
     ]
+    if baseline:
+        lines += parity(rows, baseline)
     return "\n".join(lines)
 
 
@@ -109,20 +137,28 @@ def main() -> None:
     p.add_argument("--work", default=str(ROOT / "runs" / "demo_seeds"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo"))
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--name", default="seeds", help="file name of the tables, without suffix (default: seeds)")
+    p.add_argument("--baseline", default=None, help="a seeds.csv of float32 runs to compare with (bf16 parity)")
     p.add_argument("demo_args", nargs="*", help="extra `symwm demo` options after --, e.g. -- --epochs 6")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     work, out = Path(args.work), Path(args.out)
-    rows = []
+    rows, amp = [], False
     for seed in seeds:
         if args.report_only and not (work / f"seed{seed}" / "demo_result.json").exists():
             continue
-        rows += rows_of(seed, run_seed(seed, work, args.demo_args), work)
+        record = run_seed(seed, work, args.demo_args)
+        amp = amp or bool(record["config"].get("amp"))
+        rows += rows_of(seed, record, work)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "seeds.csv", rows, COLUMNS)
+    write_csv(out / f"{args.name}.csv", rows, COLUMNS)
     done = sorted({r["seed"] for r in rows})
-    write_atomic(out / "seeds.md", markdown(rows, done))
-    print((out / "seeds.md").read_text())
+    baseline = None
+    if args.baseline:
+        with open(args.baseline, newline="") as fh:
+            baseline = list(csv.DictReader(fh))
+    write_atomic(out / f"{args.name}.md", markdown(rows, done, amp, baseline, args.name))
+    print((out / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -152,3 +152,20 @@ def test_rotation_sen_output_benchmark_trains_each_output(tmp_path):
 def test_plateau_epoch_is_where_the_pose_error_stopped_falling():
     assert rotation_pose.plateau_epoch([90.0, 40.0, 10.0, 9.8, 9.9, 9.7]) == 3  # later epochs gain < 0.5 degrees
     assert rotation_pose.plateau_epoch([5.0]) == 1
+
+
+def test_demo_seeds_reports_bf16_parity_against_float32_seeds():
+    """The bf16 report puts each model's seeds beside the float32 ones; parity holds when the bf16 mean is in their range."""
+    import demo_seeds
+
+    def rows(values: dict[str, list[float]]) -> list[dict]:
+        return [{"seed": i, "model": m, "hits@1": v} for m, vs in values.items() for i, v in enumerate(vs)]
+
+    f32 = rows({"ours": [99.8, 99.9, 99.9], "none": [39.2, 52.3, 59.1]})
+    text = "\n".join(demo_seeds.parity(rows({"ours": [99.9, 99.8], "none": [61.0, 45.0]}), f32))
+    ours = next(line for line in text.splitlines() if line.startswith("| ours"))
+    none = next(line for line in text.splitlines() if line.startswith("| none"))
+    assert "2 of 2" in ours and ours.endswith("holds |")
+    assert "1 of 2" in none and none.endswith("holds |")  # mean 53.0 inside 39.2-59.1, one seed outside
+    off = "\n".join(demo_seeds.parity(rows({"ours": [97.0, 98.0], "none": [50.0]}), f32))
+    assert next(line for line in off.splitlines() if line.startswith("| ours")).endswith("MISSED |")
