@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -315,36 +314,30 @@ def make_jobs(settings: list[Setting], seeds: list[int], work: Path, device: str
 
 
 def run_pool(jobs: list[dict[str, Any]], parallel: int) -> None:
-    """Run unfinished jobs in ``parallel`` worker processes (``python paper_tables.py --job <file>``)."""
+    """Run unfinished jobs in ``parallel`` worker processes (``python paper_tables.py --job <file>``, :func:`symwm.runner.run_tasks`)."""
+    from symwm.runner import Phase, Task, run_tasks
+
     todo = [j for j in jobs if not _finished(j)]
     _log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go, {parallel} at a time")
-    running: list[tuple[subprocess.Popen, dict[str, Any], float]] = []
-    failed = []
-    while todo or running:
-        while todo and len(running) < parallel:
-            job = todo.pop(0)
-            out = Path(job["out_dir"])
-            out.mkdir(parents=True, exist_ok=True)
-            spec = out / "job.json"
-            _write_json(spec, job)
-            env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]), "MKL_NUM_THREADS": str(job["threads"])}
-            log = open(out / "job.log", "a")
-            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--job", str(spec)], stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append((proc, job, time.perf_counter()))
-        time.sleep(0.2)
-        for item in list(running):
-            proc, job, t0 = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            name = f"{job['setting']}/{job['variant']}/seed{job['seed']}"
-            if proc.returncode:
-                failed.append(name)
-                _log(f"FAILED {name} (exit {proc.returncode}); see {job['out_dir']}/job.log")
-            else:
-                m = json.loads((Path(job["out_dir"]) / "eval.json").read_text())["metrics"]
-                main = next(iter(k for k in ("hard_hits@1", "hits@1") if k in m))
-                _log(f"done {name} in {time.perf_counter() - t0:.0f} s: {main} {m[main]:.1f}; {len(todo)} queued, {len(running)} running")
+
+    def argv(job: dict[str, Any]) -> list[str]:
+        spec = Path(job["out_dir"]) / "job.json"
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(spec, job)
+        return [sys.executable, str(Path(__file__).resolve()), "--job", str(spec)]
+
+    tasks, by_name = [], {}
+    for job in todo:
+        name = f"{job['setting']}/{job['variant']}/seed{job['seed']}"
+        by_name[name] = job
+        tasks.append(Task(name, [Phase(lambda job=job: argv(job), threads=int(job["threads"]))], Path(job["out_dir"]) / "job.log"))
+
+    def done(task: Task, queued: int) -> None:
+        m = json.loads((Path(by_name[task.name]["out_dir"]) / "eval.json").read_text())["metrics"]
+        main = next(iter(k for k in ("hard_hits@1", "hits@1") if k in m))
+        _log(f"done {task.name} in {time.perf_counter() - task.started:.0f} s: {main} {m[main]:.1f}; {queued} queued")
+
+    failed = run_tasks(tasks, parallel, on_done=done, log=_log)
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)}")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import multiprocessing
 import time
@@ -165,48 +164,31 @@ def train_arguments(cfg: DemoConfig, data: Path, run: Path, variant: str, steps:
 
 def _train_all(cfg: DemoConfig, data: Path, out: Path, variants: tuple[str, ...]) -> list[str]:
     """Train the variants side by side in processes (:func:`_train_phases`), resuming unfinished runs; returns those trained now."""
-    procs: dict[str, subprocess.Popen] = {}
-    plans: dict[str, list[tuple[int | None, int]]] = {}
-    procs_started: list[str] = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    from symwm.runner import Phase, Task, run_tasks
 
-    def launch(v: str) -> None:
-        run = out / v
-        steps, threads = plans[v].pop(0)
-        cmd = [sys.executable, "-m", "symwm.cli", *train_arguments(cfg, data, run, v, steps, threads)]
-        run.mkdir(parents=True, exist_ok=True)
-        log = open(run / "train.out", "a")
-        procs[v] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _log(f"{v}: training {cfg.epochs} epochs with {threads} thread(s){f' for {steps} steps' if steps else ''} ({run})")
+    def phase(v: str, steps: int | None, threads: int) -> Phase:
+        argv = lambda: [sys.executable, "-m", "symwm.cli", *train_arguments(cfg, data, out / v, v, steps, threads)]  # noqa: E731
+        # the call sets its torch threads itself (--num-threads); its OpenMP / MKL environment stays at one thread
+        return Phase(argv, threads=1, note=f"training {cfg.epochs} epochs with {threads} thread(s){f' for {steps} steps' if steps else ''} ({out / v})")
 
+    tasks = []
     for v in variants:
         run = out / v
         summary = run / "summary.json"
         if summary.exists() and json.loads(summary.read_text()).get("finished"):
             _log(f"{v}: already trained ({run})")
             continue
-        plans[v] = _train_phases(cfg, run, v)
-        procs_started.append(v)
-        launch(v)
-    last_report = time.monotonic()
-    while procs:
-        time.sleep(0.2)  # react to a finished phase at once; report progress every STATUS_EVERY seconds
-        finished = [v for v, p in procs.items() if p.poll() is not None]
-        if not finished and time.monotonic() - last_report < STATUS_EVERY:
-            continue
-        last_report = time.monotonic()
-        status = []
-        for v, p in list(procs.items()):
-            rows = _history(out / v)
-            status.append(f"{v} epoch {len(rows)}/{cfg.epochs} loss {rows[-1]['loss']:.4f}" if rows else f"{v} starting")
-            if v in finished:
-                if p.returncode:
-                    raise SystemExit(f"training {v} failed (exit {p.returncode}); see {out / v / 'train.out'}")
-                del procs[v]
-                if plans[v]:
-                    launch(v)
-        _log("; ".join(status))
-    return sorted(procs_started)
+        tasks.append(Task(v, [phase(v, steps, threads) for steps, threads in _train_phases(cfg, run, v)], run / "train.out"))
+
+    def status(running: list[Task]) -> None:
+        lines = []
+        for task in running:
+            rows = _history(out / task.name)
+            lines.append(f"{task.name} epoch {len(rows)}/{cfg.epochs} loss {rows[-1]['loss']:.4f}" if rows else f"{task.name} starting")
+        _log("; ".join(lines))
+
+    run_tasks(tasks, parallel=max(len(tasks), 1), on_status=status, status_every=STATUS_EVERY, fail_fast=True, log=_log)
+    return sorted(t.name for t in tasks)
 
 
 def _history(run: Path) -> list[dict[str, float]]:
