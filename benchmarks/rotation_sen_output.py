@@ -61,14 +61,14 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from symwm.envs.groups import nearest_rotation, rotation_from_vector
+    from symwm.envs.groups import nearest_rotation
     from symwm.world_models.build import build_model
     from symwm.world_models.datasets import PathDataset, TransitionDataset, open_dataset
     from symwm.world_models.evaluate import hard_negative_observations
     from symwm.world_models.loss import HINGE, contrastive_loss
     from symwm.world_models.metrics import hard_ranking_metrics, linear_pose_fit, pose_error, ranking_metrics
     from symwm.world_models.model import SIGMA, ModelSpec, energy
-    from symwm.world_models.models.rotation import gram_schmidt, rotation_matrices
+    from symwm.world_models.models.rotation import RotationLatentSymmetry, gram_schmidt, rotation_matrices, to_sphere
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
@@ -88,7 +88,7 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
         if output == "gram-schmidt":
             return gram_schmidt(raw[:, :3], raw[:, 3:])
         if output in ("sphere", "sphere-spread"):
-            return (raw * 3**0.5 / raw.norm(dim=1, keepdim=True).clamp(min=1e-8)).reshape(-1, 3, 3)
+            return to_sphere(raw.reshape(-1, 3, 3))
         u, w = raw[:, :3], raw[:, 3:]
         return torch.stack([u / u.norm(dim=1, keepdim=True).clamp(min=1e-8), w / w.norm(dim=1, keepdim=True).clamp(min=1e-8)], dim=2)
 
@@ -102,14 +102,12 @@ def run(output: str, seed: int, epochs: int, train_path: Path, eval_path: Path, 
     def step(obs, actions):
         return rotation_matrices(transition.rotation_vectors(actions)) @ obs  # A(a) M: [B, 3, 3] @ [B, 3, k]
 
+    stabiliser = RotationLatentSymmetry("sphere" if output == "sphere" else "gram-schmidt")  # the family's elements
+
     def turned_about_own_axis(m_next: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Frames of the true next poses turned 45-180 degrees about the SEN's reported axis: uint8 [B, H, W, 1]."""
-        if output == "gram-schmidt":  # a rotation has no top singular vector: its first column, the best-learned axis
-            axes = m_next.detach().double()[:, :, 0].numpy()  # [B, 3]
-        else:
-            axes = torch.linalg.svd(m_next.detach().double())[0][:, :, 0].numpy()  # [B, 3] top left singular vectors
-        angles = rng.uniform(np.pi / 4, np.pi, len(axes)) * rng.choice([-1.0, 1.0], len(axes))
-        frames = [env.render_orientation(rotation_from_vector(u * a) @ r) for u, a, r in zip(axes, angles, poses.double().numpy())]
+        elements = stabiliser.stabiliser_elements(m_next.reshape(len(m_next), 1, 9), rng)
+        frames = [env.render_orientation(g @ r) for g, r in zip(elements, poses.double().numpy())]
         return torch.from_numpy(np.stack(frames))
 
     data = TransitionDataset(train_path, states=axis_negatives)

@@ -240,8 +240,7 @@ class RotationLatentSymmetry(LatentSymmetry):
         Gram-Schmidt rotation (its best-learned axis; a rotation has no top singular vector).
         """
         m = z.detach().double().reshape(-1, 3, 3).cpu()
-        axes = m[:, :, 0] if self.sen_output == "gram-schmidt" else torch.linalg.svd(m)[0][:, :, 0]  # [B, 3]
-        axes = (axes / axes.norm(dim=1, keepdim=True).clamp(min=_EPS)).numpy()
+        axes = (m[:, :, 0] if self.sen_output == "gram-schmidt" else torch.linalg.svd(m)[0][:, :, 0]).numpy()  # [B, 3], unit
         angles = rng.uniform(*self.STABILISER_ANGLES, len(axes)) * rng.choice([-1.0, 1.0], len(axes))
         return [rotation_from_vector(u * a) for u, a in zip(axes, angles)]
 
