@@ -18,6 +18,7 @@ the float32 seeds' range, min to max).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -27,8 +28,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import csv  # noqa: E402
-
 from machine import cpu_model  # noqa: E402
 from train_speed import write_atomic, write_csv  # noqa: E402
 
@@ -64,6 +63,11 @@ def rows_of(seed: int, record: dict, work: Path) -> list[dict]:
     return rows
 
 
+def sd(x: np.ndarray) -> float:
+    """Sample standard deviation (n - 1); 0 for a single seed."""
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
 def parity(rows: list[dict], baseline: list[dict]) -> list[str]:
     """Markdown: each model's Hits@1 with bf16 autocast beside float32 seeds, and whether the bf16 mean is inside their range."""
     lines = ["## bf16 against float32", "",
@@ -74,7 +78,6 @@ def parity(rows: list[dict], baseline: list[dict]) -> list[str]:
         b = np.array([float(r["hits@1"]) for r in rows if r["model"] == model])
         if not len(f) or not len(b):
             continue
-        sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0  # noqa: E731
         inside = int(((b >= f.min()) & (b <= f.max())).sum())
         ok = f.min() <= b.mean() <= f.max()
         lines.append(f"| {model} | {f.mean():.1f} ± {sd(f):.1f} ({f.min():.1f}-{f.max():.1f}, {len(f)}) | "
@@ -101,7 +104,6 @@ def markdown(rows: list[dict], seeds: list[int], amp: bool = False, baseline: li
         m = np.array([r["mrr"] for r in sub])
         op, bound = TARGET[model]
         ok = sum((v >= bound) if op == ">=" else (v <= bound) for v in h)
-        sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0  # noqa: E731
         lines.append(
             f"| {model} | {h.mean():.1f} ± {sd(h):.1f} | {h.min():.1f} | {h.max():.1f} | {m.mean():.1f} ± {sd(m):.1f} | "
             f"{np.mean([r['held_in_hits@1'] for r in sub]):.1f} | {op} {bound:.0f} | {ok} of {len(sub)} |"

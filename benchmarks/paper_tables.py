@@ -326,14 +326,11 @@ def run_pool(jobs: list[dict[str, Any]], parallel: int) -> None:
         _write_json(spec, job)
         return [sys.executable, str(Path(__file__).resolve()), "--job", str(spec)]
 
-    tasks, by_name = [], {}
-    for job in todo:
-        name = f"{job['setting']}/{job['variant']}/seed{job['seed']}"
-        by_name[name] = job
-        tasks.append(Task(name, [Phase(lambda job=job: argv(job), threads=int(job["threads"]))], Path(job["out_dir"]) / "job.log"))
+    tasks = [Task(f"{job['setting']}/{job['variant']}/seed{job['seed']}", [Phase(lambda job=job: argv(job), threads=int(job["threads"]))],
+                  Path(job["out_dir"]) / "job.log") for job in todo]
 
     def done(task: Task, queued: int) -> None:
-        m = json.loads((Path(by_name[task.name]["out_dir"]) / "eval.json").read_text())["metrics"]
+        m = json.loads((task.log.parent / "eval.json").read_text())["metrics"]  # the log sits in the run's directory
         main = next(iter(k for k in ("hard_hits@1", "hits@1") if k in m))
         _log(f"done {task.name} in {time.perf_counter() - task.started:.0f} s: {main} {m[main]:.1f}; {queued} queued")
 
