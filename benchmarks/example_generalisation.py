@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -43,10 +44,11 @@ EXAMPLES = {
     "hex-tokens": dict(env_id="hex_tokens_env:HexTokens-v0", held_out="no-3,no-9,no-15",
                        title="C6 x S3, three tokens on a hexagonal board, trained without move 3 of any token"),
 }
-INTEGER = ("seed", "distinct_final_obs", "train_transitions", "eval_episodes", "epochs")
+INTEGER = ("seed", "distinct_final_obs", "train_transitions", "eval_episodes", "epochs", "restarts")
 NUMERIC = ("hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1", "ee", "ee_latent", "train_seconds")
 COLUMNS = ("example", "variant", "seed", "hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1",
-           "distinct_final_obs", "ee", "ee_latent", "train_transitions", "eval_episodes", "epochs", "train_seconds")
+           "distinct_final_obs", "ee", "ee_latent", "train_transitions", "eval_episodes", "epochs", "restarts", "chosen_val_loss",
+           "other_val_losses", "train_seconds")
 
 
 def run(job: dict) -> dict:
@@ -62,19 +64,29 @@ def run(job: dict) -> dict:
     out = Path(job["work"]) / job["example"] / job["variant"] / f"seed{job['seed']}"
     if not job["eval_only"]:
         cfg = TrainConfig(dataset=job["train"], out_dir=str(out), epochs=job["epochs"], batch_size=256, lr=1e-3, seed=job["seed"],
-                          progress=False, tensorboard=False, val_fraction=0.02, overwrite=True)
+                          progress=False, tensorboard=False, val_fraction=0.02, overwrite=True, restarts=job["restarts"],
+                          restart_epochs=job["restart_epochs"])
         train(ModelSpec(job["env_id"], job["variant"]), cfg)
     model = load_model(out / "best.pt")
     m = evaluate(model, job["eval"], 10, seed=job["seed"], distinct_targets=True)
     held_in = evaluate(model, job["held_in"], 10, seed=job["seed"], distinct_targets=True)
     with open(out / "train_log.csv") as fh:
         train_seconds = sum(float(r["seconds"]) for r in csv.DictReader(fh))
+    chosen, others = "", ""
+    if (out / "restarts.json").exists():  # every candidate's seconds count; the chosen one's first epochs are in the log above
+        picked = json.loads((out / "restarts.json").read_text())
+        for c in picked["candidates"]:
+            if c["candidate"] != picked["chosen"]:
+                with open(out / "restarts" / str(c["candidate"]) / "train_log.csv") as fh:
+                    train_seconds += sum(float(r["seconds"]) for r in csv.DictReader(fh))
+        chosen = round(picked["candidates"][picked["chosen"]]["val_loss"], 4)
+        others = " ".join(f"{c['val_loss']:.4f}" for c in picked["candidates"] if c["candidate"] != picked["chosen"])
     return {"example": job["example"], "variant": job["variant"], "seed": job["seed"], "hits@1": round(m["hits@1"], 2),
             "mrr": round(m["mrr"], 2), "distinct_hits@1": round(m["distinct_hits@1"], 2), "distinct_mrr": round(m["distinct_mrr"], 2),
             "held_in_distinct_hits@1": round(held_in["distinct_hits@1"], 2), "distinct_final_obs": int(m["distinct_final_obs"]),
             "ee": round(m["ee"], 4), "ee_latent": round(m["ee_latent"], 4) if "ee_latent" in m else "",
             "train_transitions": job["n_train"], "eval_episodes": job["n_eval"], "epochs": job["epochs"],
-            "train_seconds": round(train_seconds, 1)}
+            "restarts": job["restarts"], "chosen_val_loss": chosen, "other_val_losses": others, "train_seconds": round(train_seconds, 1)}
 
 
 def _stat(sub: list[dict], key: str) -> str:
@@ -102,9 +114,13 @@ def markdown(rows: list[dict]) -> str:
         "EE of the whole encoder `E(S(.))` against the latent's group action (`ours` only; not the release's EE, which is",
         "the SEN's).",
         "",
+        "Restarts: initialisations tried per run (`TrainConfig.restarts`, the same for both variants); each trains 10 epochs",
+        "(`--restart-epochs`) on the same data and batches, and the one with the lowest validation loss trains on to the epochs above",
+        "(the chosen and the others' validation losses are in the CSV; training seconds count every candidate).",
+        "",
         "| example | variant | Hits@1 % mean ± std (min) | distinct Hits@1 % mean ± std (min) | per seed | "
-        "held-in distinct Hits@1 % | EE | ee_latent | different final observations | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "held-in distinct Hits@1 % | EE | ee_latent | different final observations | seeds | restarts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ex in EXAMPLES:
         for variant in ("ours", "none"):
@@ -116,7 +132,8 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {EXAMPLES[ex]['title']} | {variant} | {_stat(sub, 'hits@1')} | {_stat(sub, 'distinct_hits@1')} | "
                          f"{per_seed} | {_stat(sub, 'held_in_distinct_hits@1')} | {np.mean([r['ee'] for r in sub]):.3f} | "
                          f"{', '.join(f'{e:.3f}' for e in ee_latent) or '-'} | "
-                         f"{np.mean([r['distinct_final_obs'] for r in sub]):.0f} | {len(sub)} |")
+                         f"{np.mean([r['distinct_final_obs'] for r in sub]):.0f} | {len(sub)} | "
+                         f"{', '.join(str(r['restarts']) for r in sub)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +146,8 @@ def carried_over(path: Path, rows: list[dict]) -> list[dict]:
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
             if r["example"] in EXAMPLES and (r["example"], r["variant"], int(r["seed"])) not in ran:
-                kept.append({k: (int(v) if k in INTEGER else float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()})
+                row = {k: (int(v) if k in INTEGER else float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()}
+                kept.append({"restarts": 1, "chosen_val_loss": "", "other_val_losses": "", **row})  # rows from before restarts
     return kept
 
 
@@ -140,12 +158,15 @@ def main() -> None:
     p.add_argument("--work", default=str(ROOT / "runs" / "examples"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "examples"))
     p.add_argument("--epochs", type=int, default=50, help="training epochs of every run (default: %(default)s)")
+    p.add_argument("--restarts", type=int, default=1, help="initialisations tried per run, the lowest validation loss kept "
+                   "(TrainConfig.restarts; both variants alike; default: %(default)s)")
+    p.add_argument("--restart-epochs", type=int, default=10, help="epochs of each candidate before the choice (default: %(default)s)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the runs' best checkpoints again, without training")
     p.add_argument("--quick", action="store_true", help="tiny data and one epoch (a smoke run; results not meaningful)")
     args = p.parse_args()
     from symwm.world_models.collect import ensure_collected
 
-    n_train, n_eval, epochs = (300, 40, 1) if args.quick else (20_000, 1_000, args.epochs)
+    n_train, n_eval, epochs = (300, 40, 2 if args.restarts > 1 else 1) if args.quick else (20_000, 1_000, args.epochs)
     work = Path(args.work) / "quick" if args.quick else Path(args.work)  # a smoke run never overwrites the real runs
     jobs = []
     for ex in args.examples.split(","):
@@ -160,7 +181,8 @@ def main() -> None:
             for variant in ("ours", "none"):
                 jobs.append(dict(example=ex, env_id=spec["env_id"], variant=variant, seed=seed, train=str(train_h5),
                                  eval=str(eval_h5), held_in=str(held_in_h5), epochs=epochs, work=str(work), n_train=n_train,
-                                 n_eval=n_eval, eval_only=args.eval_only))
+                                 n_eval=n_eval, eval_only=args.eval_only, restarts=args.restarts,
+                                 restart_epochs=min(args.restart_epochs, epochs - 1)))
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:

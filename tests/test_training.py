@@ -13,7 +13,7 @@ from symwm.world_models.checkpoint import CheckpointError, load_model, read_chec
 from symwm.world_models.collect import collect
 from symwm.world_models.loss import contrastive_loss, frames_differ
 from symwm.world_models.model import ModelSpec, energy
-from symwm.world_models.train import TrainConfig, scheduled_lr, train
+from symwm.world_models.train import RunDirectoryError, TrainConfig, scheduled_lr, train
 
 ENV = "symwm/RotatingObject-v0"
 
@@ -236,6 +236,43 @@ def test_cosine_schedule_stops_at_an_epoch_end_and_resumes_bit_for_bit(dataset, 
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="lr_schedule"):
         config(dataset, tmp_path / "bad", lr_schedule="linear")
+
+
+def test_restarts_continue_the_candidate_with_the_lowest_validation_loss(dataset, tmp_path):
+    kw = dict(epochs=3, batch_size=8, num_threads=1, seed=4)
+    run = tmp_path / "run"
+    result = train(spec("ours"), config(dataset, run, restarts=3, restart_epochs=1, **kw))
+    chosen = json.loads((run / "restarts.json").read_text())
+    assert [c["candidate"] for c in chosen["candidates"]] == [0, 1, 2] and chosen["chosen_by"] == "val_loss"
+    seeds = [c["init_seed"] for c in chosen["candidates"]]
+    assert seeds[0] == 4 and len(set(seeds)) == 3  # candidate 0 is the plain run's initialisation
+    losses = [c["val_loss"] for c in chosen["candidates"]]
+    assert len(set(losses)) == 3 and chosen["chosen"] == losses.index(min(losses))
+    for i in range(3):
+        assert read_checkpoint(run / "restarts" / str(i) / "last.pt")["trainer_state"]["epoch"] == 1
+    # the continuation is the chosen initialisation trained from scratch, bit for bit
+    plain = train(spec("ours"), config(dataset, tmp_path / "plain", init_seed=seeds[chosen["chosen"]], **kw))
+    assert result.finished and [r["loss"] for r in result.history] == [r["loss"] for r in plain.history]
+    a, b = _weights(result.last), _weights(plain.last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((run / "config.json").read_text())["train"]["restarts"] == 3
+    # interrupted after the candidates, before the choice: resumed, nothing is trained twice
+    for name in ("last.pt", "best.pt", "summary.json", "restarts.json"):
+        (run / name).unlink()
+    with pytest.raises(RunDirectoryError, match="restart candidate"):
+        train(spec("ours"), config(dataset, run, restarts=3, restart_epochs=1, **kw))
+    resumed = train(spec("ours"), config(dataset, run, restarts=3, restart_epochs=1, resume=True, **kw))
+    b = _weights(resumed.last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # overwrite without restarts clears the candidates
+    train(spec("ours"), config(dataset, run, overwrite=True, **{**kw, "epochs": 1}))
+    assert not (run / "restarts").exists() and not (run / "restarts.json").exists()
+    with pytest.raises(ValueError, match="restart_epochs"):
+        config(dataset, run, restarts=2, restart_epochs=3, **kw)
+    with pytest.raises(ValueError, match="max_steps"):
+        config(dataset, run, restarts=2, restart_epochs=1, max_steps=5, **kw)
+    with pytest.raises(ValueError, match="ModelSpec"):
+        train(build_model(spec("ours")), config(dataset, tmp_path / "given", restarts=2, restart_epochs=1, **kw))
 
 
 def test_resume_and_load_errors_name_the_problem(dataset, tmp_path):

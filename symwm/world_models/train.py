@@ -92,6 +92,12 @@ class TrainConfig:
     """also push each next state's latent away from that state turned by a group element its latent cannot see where it has collapsed (one body axis of the rotating object), rendered by the env from the data's ground-truth states: needs states and a family that offers it; the validation loss leaves the term out; not in the release, see symwm.world_models.stabiliser"""
     seed: int = 0
     """seed of initialisation, shuffling and negatives"""
+    init_seed: int | None = None
+    """seed of the weights' initialisation alone (unset: seed); restarts give each candidate its own"""
+    restarts: int = 1
+    """initialisations tried: each trains restart_epochs epochs on the same data, split and batches, and the one with the lowest validation loss then trains on (the others stay in out_dir/restarts); not in the release, see train_restarts"""
+    restart_epochs: int = 10
+    """epochs each restart candidate trains before the choice (the chosen one's count towards epochs)"""
     device: str = "auto"
     """'auto' (cuda if available), 'cpu' or 'cuda[:i]'"""
     amp: bool | None = None
@@ -131,6 +137,13 @@ class TrainConfig:
         integer("num_workers", 0)
         integer("checkpoint_every", 0)
         integer("seed", 0)
+        integer("init_seed", 0, optional=True)
+        integer("restarts", 1)
+        integer("restart_epochs", 1)
+        if self.restarts > 1 and self.restart_epochs >= self.epochs:
+            raise ValueError(f"restart_epochs ({self.restart_epochs}) must be fewer than epochs ({self.epochs}) when restarts > 1")
+        if self.restarts > 1 and self.max_steps is not None:
+            raise ValueError("restarts and max_steps exclude each other (max_steps would cut a candidate short)")
         integer("max_steps", 1, optional=True)
         integer("num_threads", 1, optional=True)
         for name, low in (("lr", 0.0), ("sigma", 0.0)):
@@ -285,6 +298,8 @@ def _prepare_run_dir(out: Path, cfg: TrainConfig) -> None:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
+        (out / "restarts.json").unlink(missing_ok=True)
+        shutil.rmtree(out / RESTARTS, ignore_errors=True)
 
 
 def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -309,7 +324,11 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
         if rank == 0:
             _prepare_run_dir(out, cfg)
         if isinstance(spec, WorldModel):
+            if cfg.restarts > 1:
+                raise ValueError("restarts need a ModelSpec (each candidate is built afresh), not a model instance")
             return _train(spec.spec, cfg, on_step, spec)
+        if cfg.restarts > 1 and not (out / "last.pt").exists():
+            cfg = train_restarts(spec, cfg, on_step)
         return _train(spec, cfg, on_step)
     finally:
         if lock is not None:
@@ -318,8 +337,63 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
             dist.destroy_process_group()
 
 
+RESTARTS = "restarts"
+
+
+def train_restarts(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainConfig:
+    """Train ``cfg.restarts`` initialisations for ``cfg.restart_epochs`` epochs; the best becomes ``out_dir``'s run.
+
+    Why: an equivariant model whose SEN must discover the group's action on the pixels can settle in
+    a minimum where its latent is not equivariant; which one it reaches is decided by the
+    initialisation within the first epochs, and its validation loss already tells (the hexagonal
+    board example: 0.04-0.05 against 0.10-0.13 after 10 epochs, benchmarks/results/examples).
+    Candidate ``i`` differs only in its initialisation (``init_seed``: ``seed`` for ``i = 0``, so one
+    restart is the plain run); data, validation split, batches and negatives are the same. Each
+    trains in ``out_dir/restarts/<i>`` (resumable), ``restarts.json`` records every validation loss
+    (the training loss with ``val_fraction`` 0), and the chosen one's ``last.pt`` / ``best.pt`` are
+    copied into ``out_dir``. Returns the config that continues it there (``resume``). One process
+    only (not under torchrun).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("restarts run in one process; train without torchrun, or with restarts=1")
+    out = Path(cfg.out_dir)
+    candidates = []
+    for i in range(cfg.restarts):
+        sub = out / RESTARTS / str(i)
+        init_seed = (cfg.seed if cfg.init_seed is None else cfg.init_seed) if i == 0 else _mix(cfg.seed, i, 0x12E5) % (1 << 31)
+        sub_cfg = TrainConfig(**{**asdict(cfg), "out_dir": str(sub), "init_seed": init_seed, "restarts": 1, "tensorboard": False,
+                                 "resume": False, "overwrite": False})
+        done = 0 if cfg.overwrite else _epochs_done(sub / "last.pt")
+        if done and not cfg.resume:
+            raise RunDirectoryError(f"{sub} holds a restart candidate of an earlier run; pass --resume to continue it or --overwrite")
+        if done < cfg.restart_epochs:
+            sub.mkdir(parents=True, exist_ok=True)
+            sub_cfg = TrainConfig(**{**asdict(sub_cfg), "resume": done > 0, "overwrite": done == 0})
+            _prepare_run_dir(sub, sub_cfg)
+            _train(spec, sub_cfg, on_step, stop_epoch=cfg.restart_epochs)
+        last = read_checkpoint(sub / "last.pt")["trainer_state"]["history"][cfg.restart_epochs - 1]
+        candidates.append({"candidate": i, "init_seed": init_seed, "val_loss": last.get("val_loss"), "loss": last["loss"]})
+    key = "val_loss" if candidates[0]["val_loss"] is not None else "loss"
+    best = min(candidates, key=lambda c: c[key])
+    src = out / RESTARTS / str(best["candidate"])
+    for name in ("best.pt", "last.pt"):  # last.pt last: its presence marks the choice as made
+        if (src / name).exists():
+            tmp = out / f".{name}.tmp"
+            shutil.copyfile(src / name, tmp)
+            os.replace(tmp, out / name)
+    _write_json(out / "restarts.json", {"chosen": best["candidate"], "chosen_by": key, "restart_epochs": cfg.restart_epochs,
+                                        "candidates": candidates})
+    return TrainConfig(**{**asdict(cfg), "init_seed": best["init_seed"], "resume": True, "overwrite": False})
+
+
+def _epochs_done(path: Path) -> int:
+    """Epochs a run's ``last.pt`` holds (0 when there is none)."""
+    return read_checkpoint(path)["trainer_state"]["epoch"] if path.exists() else 0
+
+
 def _train(
-    spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None, given: WorldModel | None = None
+    spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, dict], None] | None, given: WorldModel | None = None,
+    stop_epoch: int | None = None,
 ) -> TrainResult:
     rank, world = _distributed()
     if cfg.num_threads is not None:
@@ -342,7 +416,7 @@ def _train(
         raise ValueError(f"dataset {cfg.dataset} has {len(dataset)} training transitions, fewer than one batch of {cfg.batch_size}")
 
     fingerprint = data_fingerprint(full)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     payload = None
     if cfg.resume:
         if not last_path.exists():
@@ -398,7 +472,7 @@ def _train(
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     steps_this_call, finished = 0, False
     total_steps = cfg.epochs * (len(sampler) // per_rank)
-    while state["epoch"] < cfg.epochs:
+    while state["epoch"] < (cfg.epochs if stop_epoch is None else stop_epoch):
         if cfg.max_steps is not None and steps_this_call >= cfg.max_steps:
             break  # stopped by max_steps at an epoch's end (last.pt is written there)
         epoch = state["epoch"]
@@ -492,7 +566,7 @@ def _train(
             checkpoint(best_path)
         checkpoint(last_path)
     else:
-        finished = True
+        finished = state["epoch"] >= cfg.epochs  # not where a restart candidate stops (stop_epoch)
 
     sync_batchnorm_statistics(model, world)
     digests = [parameter_digest(model)]
