@@ -14,7 +14,8 @@ and MRR ranked among all evaluation episodes, and the SEN's EE.
 * ``hex-tokens``: examples/hex_tokens_env.py (C6 x S3, three tokens, six moves each; the
   ``planar-objects`` family), trained without move 3 of every token.
 
-    .venv/bin/python benchmarks/example_generalisation.py            # 3 seeds, both examples: about 35 minutes on 2 cores
+    .venv/bin/python benchmarks/example_generalisation.py --restarts 4   # the committed rows: 53 min on a 2-core Xeon
+    .venv/bin/python benchmarks/example_generalisation.py                # one initialisation per run: about 35 minutes
     .venv/bin/python benchmarks/example_generalisation.py --quick    # smoke run
 
 Writes ``benchmarks/results/examples/generalisation.csv`` (one row per example, variant and seed)
