@@ -12,7 +12,9 @@ and MRR ranked among all evaluation episodes, and the SEN's EE.
 * ``puck``: examples/puck_env.py (D4, 2-d forces), trained with forces pointing right only
   (``0>=0``); the quarter turns map them onto every direction.
 * ``hex-tokens``: examples/hex_tokens_env.py (C6 x S3, three tokens, six moves each; the
-  ``planar-objects`` family), trained without move 3 of every token.
+  ``planar-objects`` family), trained without move 3 of every token; ``hex-tokens-temporal`` the
+  same with temporal negatives (``TrainConfig.temporal_negatives``), which ask a slot that lost
+  its token to take it back (``slot_usage`` near 0 marks such a slot).
 
     .venv/bin/python benchmarks/example_generalisation.py --restarts 4   # the committed rows: 53 min on a 2-core Xeon
     .venv/bin/python benchmarks/example_generalisation.py                # one initialisation per run: about 35 minutes
@@ -44,11 +46,14 @@ EXAMPLES = {
     "puck": dict(env_id="puck_env:Puck-v0", held_out="0>=0", title="D4 puck, trained with rightward forces only"),
     "hex-tokens": dict(env_id="hex_tokens_env:HexTokens-v0", held_out="no-3,no-9,no-15",
                        title="C6 x S3, three tokens on a hexagonal board, trained without move 3 of any token"),
+    "hex-tokens-temporal": dict(env_id="hex_tokens_env:HexTokens-v0", held_out="no-3,no-9,no-15", data="hex-tokens",
+                                temporal_negatives=True, title="the same, with temporal negatives (not the release's loss)"),
 }
 INTEGER = ("seed", "distinct_final_obs", "train_transitions", "eval_episodes", "epochs", "restarts")
-NUMERIC = ("hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1", "ee", "ee_latent", "train_seconds")
+NUMERIC = ("hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1", "ee", "ee_latent", "slot_usage",
+           "train_seconds")
 COLUMNS = ("example", "variant", "seed", "hits@1", "mrr", "distinct_hits@1", "distinct_mrr", "held_in_distinct_hits@1",
-           "distinct_final_obs", "ee", "ee_latent", "train_transitions", "eval_episodes", "epochs", "restarts", "chosen_val_loss",
+           "distinct_final_obs", "ee", "ee_latent", "slot_usage", "train_transitions", "eval_episodes", "epochs", "restarts", "chosen_val_loss",
            "other_val_losses", "train_seconds")
 
 
@@ -66,7 +71,7 @@ def run(job: dict) -> dict:
     if not job["eval_only"]:
         cfg = TrainConfig(dataset=job["train"], out_dir=str(out), epochs=job["epochs"], batch_size=256, lr=1e-3, seed=job["seed"],
                           progress=False, tensorboard=False, val_fraction=0.02, overwrite=True, restarts=job["restarts"],
-                          restart_epochs=job["restart_epochs"])
+                          restart_epochs=job["restart_epochs"], temporal_negatives=job["temporal_negatives"])
         train(ModelSpec(job["env_id"], job["variant"]), cfg)
     model = load_model(out / "best.pt")
     m = evaluate(model, job["eval"], 10, seed=job["seed"], distinct_targets=True)
@@ -86,6 +91,7 @@ def run(job: dict) -> dict:
             "mrr": round(m["mrr"], 2), "distinct_hits@1": round(m["distinct_hits@1"], 2), "distinct_mrr": round(m["distinct_mrr"], 2),
             "held_in_distinct_hits@1": round(held_in["distinct_hits@1"], 2), "distinct_final_obs": int(m["distinct_final_obs"]),
             "ee": round(m["ee"], 4), "ee_latent": round(m["ee_latent"], 4) if "ee_latent" in m else "",
+            "slot_usage": round(m["slot_usage"], 3) if "slot_usage" in m else "",
             "train_transitions": job["n_train"], "eval_episodes": job["n_eval"], "epochs": job["epochs"],
             "restarts": job["restarts"], "chosen_val_loss": chosen, "other_val_losses": others, "train_seconds": round(train_seconds, 1)}
 
@@ -115,13 +121,16 @@ def markdown(rows: list[dict]) -> str:
         "EE of the whole encoder `E(S(.))` against the latent's group action (`ours` only; not the release's EE, which is",
         "the SEN's).",
         "",
+        "Slot usage (object-factored latents): the least-varying object slot's spread over the true latents relative to",
+        "the median slot's; near 0 a slot encodes nothing, its token is lost to the model.",
+        "",
         "Restarts: initialisations tried per run (`TrainConfig.restarts`, the same for both variants); each trains 10 epochs",
         "(`--restart-epochs`) on the same data and batches, and the one with the lowest validation loss trains on to the epochs above",
         "(the chosen and the others' validation losses are in the CSV; training seconds count every candidate).",
         "",
         "| example | variant | Hits@1 % mean ± std (min) | distinct Hits@1 % mean ± std (min) | per seed | "
-        "held-in distinct Hits@1 % | EE | ee_latent | different final observations | seeds | restarts |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "held-in distinct Hits@1 % | EE | ee_latent | slot usage | different final observations | seeds | restarts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ex in EXAMPLES:
         for variant in ("ours", "none"):
@@ -130,9 +139,11 @@ def markdown(rows: list[dict]) -> str:
                 continue
             per_seed = ", ".join(f"{r['distinct_hits@1']:.1f}" for r in sub)
             ee_latent = [r["ee_latent"] for r in sub if r["ee_latent"] != ""]
+            usage = [r["slot_usage"] for r in sub if r.get("slot_usage", "") != ""]
             lines.append(f"| {EXAMPLES[ex]['title']} | {variant} | {_stat(sub, 'hits@1')} | {_stat(sub, 'distinct_hits@1')} | "
                          f"{per_seed} | {_stat(sub, 'held_in_distinct_hits@1')} | {np.mean([r['ee'] for r in sub]):.3f} | "
                          f"{', '.join(f'{e:.3f}' for e in ee_latent) or '-'} | "
+                         f"{', '.join(f'{u:.2f}' for u in usage) or '-'} | "
                          f"{np.mean([r['distinct_final_obs'] for r in sub]):.0f} | {len(sub)} | "
                          f"{', '.join(str(r['restarts']) for r in sub)} |")
     return "\n".join(lines) + "\n"
@@ -148,7 +159,7 @@ def carried_over(path: Path, rows: list[dict]) -> list[dict]:
         for r in csv.DictReader(fh):
             if r["example"] in EXAMPLES and (r["example"], r["variant"], int(r["seed"])) not in ran:
                 row = {k: (int(v) if k in INTEGER else float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()}
-                kept.append({"restarts": 1, "chosen_val_loss": "", "other_val_losses": "", **row})  # rows from before restarts
+                kept.append({"restarts": 1, "chosen_val_loss": "", "other_val_losses": "", "slot_usage": "", **row})  # rows from before restarts
     return kept
 
 
@@ -172,18 +183,20 @@ def main() -> None:
     jobs = []
     for ex in args.examples.split(","):
         spec = EXAMPLES[ex]
+        name = spec.get("data", ex)  # settings that differ only in training share their rollouts
         for seed in (int(s) for s in args.seeds.split(",")):
-            train_h5, _ = ensure_collected(work / "data" / f"{ex}_train_s{seed}_{n_train}.h5", spec["env_id"], n_train, 1,
+            train_h5, _ = ensure_collected(work / "data" / f"{name}_train_s{seed}_{n_train}.h5", spec["env_id"], n_train, 1,
                                            seed=1000 * seed + 1, actions=spec["held_out"], progress=False)
-            eval_h5, _ = ensure_collected(work / "data" / f"{ex}_eval_s{seed}_{n_eval}.h5", spec["env_id"], n_eval, 10,
+            eval_h5, _ = ensure_collected(work / "data" / f"{name}_eval_s{seed}_{n_eval}.h5", spec["env_id"], n_eval, 10,
                                           seed=1000 * seed + 2, twins="quarter-turn", progress=False)
-            held_in_h5, _ = ensure_collected(work / "data" / f"{ex}_heldin_s{seed}_{n_eval}.h5", spec["env_id"], n_eval, 10,
+            held_in_h5, _ = ensure_collected(work / "data" / f"{name}_heldin_s{seed}_{n_eval}.h5", spec["env_id"], n_eval, 10,
                                              seed=1000 * seed + 3, actions=spec["held_out"], progress=False)
             for variant in ("ours", "none"):
                 jobs.append(dict(example=ex, env_id=spec["env_id"], variant=variant, seed=seed, train=str(train_h5),
                                  eval=str(eval_h5), held_in=str(held_in_h5), epochs=epochs, work=str(work), n_train=n_train,
                                  n_eval=n_eval, eval_only=args.eval_only, restarts=args.restarts,
-                                 restart_epochs=min(args.restart_epochs, epochs - 1)))
+                                 temporal_negatives=spec.get("temporal_negatives", False),
+                                 restart_epochs=max(1, min(args.restart_epochs, epochs - 1))))
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -311,7 +311,8 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
 
     ``on_step(global_step, stats)`` is called after every optimiser step (rank 0 only). The run
     directory is locked while training (``.lock``); one that holds a run is refused unless
-    ``cfg.resume`` or ``cfg.overwrite``.
+    ``cfg.resume`` or ``cfg.overwrite``. With ``cfg.restarts > 1`` the initialisations are tried
+    first (:func:`train_restarts`); ``on_step`` then also sees each candidate's steps.
     """
     out = Path(cfg.out_dir)
     rank = int(os.environ.get("RANK", "0"))
@@ -345,8 +346,10 @@ def train_restarts(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, di
 
     Why: an equivariant model whose SEN must discover the group's action on the pixels can settle in
     a minimum where its latent is not equivariant; which one it reaches is decided by the
-    initialisation within the first epochs, and its validation loss already tells (the hexagonal
-    board example: 0.04-0.05 against 0.10-0.13 after 10 epochs, benchmarks/results/examples).
+    initialisation within the first epochs, and on the hexagonal-board example its validation loss
+    already tells (0.03-0.06 against 0.10-0.11 after 10 epochs; benchmarks/results/examples). It does
+    not on every env: on that page's puck and tokens the lowest early loss is not the initialisation
+    that generalises.
     Candidate ``i`` differs only in its initialisation (``init_seed``: ``seed`` for ``i = 0``, so one
     restart is the plain run); data, validation split, batches and negatives are the same. Each
     trains in ``out_dir/restarts/<i>`` (resumable), ``restarts.json`` records every validation loss
