@@ -16,7 +16,8 @@ and MRR ranked among all evaluation episodes, and the SEN's EE.
   same with temporal negatives (``TrainConfig.temporal_negatives``), which ask a slot that lost
   its token to take it back (``slot_usage`` near 0 marks such a slot).
 
-    .venv/bin/python benchmarks/example_generalisation.py --restarts 4   # the committed rows: 53 min on a 2-core Xeon
+    .venv/bin/python benchmarks/example_generalisation.py --restarts 4 --examples hex,puck,hex-tokens   # committed: 53 min
+    .venv/bin/python benchmarks/example_generalisation.py --examples hex-tokens-temporal   # committed: 12 min (2-core Xeon)
     .venv/bin/python benchmarks/example_generalisation.py                # one initialisation per run: about 35 minutes
     .venv/bin/python benchmarks/example_generalisation.py --quick    # smoke run
 
