@@ -77,15 +77,12 @@ def run(job: dict) -> dict:
     model = load_model(out / "best.pt")
     m = evaluate(model, job["eval"], 10, seed=job["seed"], distinct_targets=True)
     held_in = evaluate(model, job["held_in"], 10, seed=job["seed"], distinct_targets=True)
-    with open(out / "train_log.csv") as fh:
-        train_seconds = sum(float(r["seconds"]) for r in csv.DictReader(fh))
+    train_seconds = _log_seconds(out)
     chosen, others = "", ""
     if (out / "restarts.json").exists():  # every candidate's seconds count; the chosen one's first epochs are in the log above
         picked = json.loads((out / "restarts.json").read_text())
-        for c in picked["candidates"]:
-            if c["candidate"] != picked["chosen"]:
-                with open(out / "restarts" / str(c["candidate"]) / "train_log.csv") as fh:
-                    train_seconds += sum(float(r["seconds"]) for r in csv.DictReader(fh))
+        train_seconds += sum(_log_seconds(out / "restarts" / str(c["candidate"])) for c in picked["candidates"]
+                             if c["candidate"] != picked["chosen"])
         chosen = round(picked["candidates"][picked["chosen"]]["val_loss"], 4)
         others = " ".join(f"{c['val_loss']:.4f}" for c in picked["candidates"] if c["candidate"] != picked["chosen"])
     return {"example": job["example"], "variant": job["variant"], "seed": job["seed"], "hits@1": round(m["hits@1"], 2),
@@ -95,6 +92,12 @@ def run(job: dict) -> dict:
             "slot_usage": round(m["slot_usage"], 3) if "slot_usage" in m else "",
             "train_transitions": job["n_train"], "eval_episodes": job["n_eval"], "epochs": job["epochs"],
             "restarts": job["restarts"], "chosen_val_loss": chosen, "other_val_losses": others, "train_seconds": round(train_seconds, 1)}
+
+
+def _log_seconds(run: Path) -> float:
+    """Training seconds a run's ``train_log.csv`` records (the sum over its epochs)."""
+    with open(run / "train_log.csv") as fh:
+        return sum(float(r["seconds"]) for r in csv.DictReader(fh))
 
 
 def _stat(sub: list[dict], key: str) -> str:

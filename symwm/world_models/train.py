@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -364,17 +364,17 @@ def train_restarts(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, di
     for i in range(cfg.restarts):
         sub = out / RESTARTS / str(i)
         init_seed = (cfg.seed if cfg.init_seed is None else cfg.init_seed) if i == 0 else _mix(cfg.seed, i, 0x12E5) % (1 << 31)
-        sub_cfg = TrainConfig(**{**asdict(cfg), "out_dir": str(sub), "init_seed": init_seed, "restarts": 1, "tensorboard": False,
-                                 "resume": False, "overwrite": False})
-        done = 0 if cfg.overwrite else _epochs_done(sub / "last.pt")
-        if done and not cfg.resume:
+        saved = sub / "last.pt"
+        history = [] if cfg.overwrite or not saved.exists() else read_checkpoint(saved)["trainer_state"]["history"]
+        if history and not cfg.resume:
             raise RunDirectoryError(f"{sub} holds a restart candidate of an earlier run; pass --resume to continue it or --overwrite")
-        if done < cfg.restart_epochs:
+        if len(history) < cfg.restart_epochs:
+            sub_cfg = replace(cfg, out_dir=str(sub), init_seed=init_seed, restarts=1, tensorboard=False, resume=bool(history),
+                              overwrite=not history)
             sub.mkdir(parents=True, exist_ok=True)
-            sub_cfg = TrainConfig(**{**asdict(sub_cfg), "resume": done > 0, "overwrite": done == 0})
             _prepare_run_dir(sub, sub_cfg)
-            _train(spec, sub_cfg, on_step, stop_epoch=cfg.restart_epochs)
-        last = read_checkpoint(sub / "last.pt")["trainer_state"]["history"][cfg.restart_epochs - 1]
+            history = _train(spec, sub_cfg, on_step, stop_epoch=cfg.restart_epochs).history
+        last = history[cfg.restart_epochs - 1]
         candidates.append({"candidate": i, "init_seed": init_seed, "val_loss": last.get("val_loss"), "loss": last["loss"]})
     key = "val_loss" if candidates[0]["val_loss"] is not None else "loss"
     best = min(candidates, key=lambda c: c[key])
@@ -386,12 +386,7 @@ def train_restarts(spec: ModelSpec, cfg: TrainConfig, on_step: Callable[[int, di
             os.replace(tmp, out / name)
     _write_json(out / "restarts.json", {"chosen": best["candidate"], "chosen_by": key, "restart_epochs": cfg.restart_epochs,
                                         "candidates": candidates})
-    return TrainConfig(**{**asdict(cfg), "init_seed": best["init_seed"], "resume": True, "overwrite": False})
-
-
-def _epochs_done(path: Path) -> int:
-    """Epochs a run's ``last.pt`` holds (0 when there is none)."""
-    return read_checkpoint(path)["trainer_state"]["epoch"] if path.exists() else 0
+    return replace(cfg, init_seed=best["init_seed"], resume=True, overwrite=False)
 
 
 def _train(
