@@ -143,6 +143,9 @@ def metric_info(s: Setting, metric: str) -> tuple[str, float, int]:
 
 
 def _slug(text: str) -> str:
+    """File-name-safe text; the comparisons of action subsets keep their sense (``1>=0`` -> ``1-ge-0``, ``1<=0`` -> ``1-le-0``)."""
+    for op, word in ((">=", "-ge-"), ("<=", "-le-")):
+        text = text.replace(op, word)
     return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower() or "all"
 
 

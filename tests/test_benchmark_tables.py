@@ -113,6 +113,10 @@ def test_distinct_settings_get_distinct_files(tmp_path):
     b = tables.data_path(tmp_path, "symwm/Cubes3D-v0", tables.Data(1000), 1, "no-left", None, {"symmetry": "D4"})
     c = tables.data_path(tmp_path, "symwm/Cubes3D-v0", tables.Data(1000), 1, "no-up", None, {})
     assert len({a, b, c}) == 3
+    # opposite half-boxes of a continuous action space (Reacher's trained and held-out torques)
+    ge = tables.data_path(tmp_path, "symwm/Reacher-v0", tables.Data(1000), 2, "1>=0", None, {})
+    le = tables.data_path(tmp_path, "symwm/Reacher-v0", tables.Data(1000), 2, "1<=0", None, {})
+    assert ge != le and "1-ge-0" in ge.name and "1-le-0" in le.name
 
 
 def test_unknown_setting_is_named(tmp_path):
@@ -169,3 +173,4 @@ def test_demo_seeds_reports_bf16_parity_against_float32_seeds():
     assert "1 of 2" in none and none.endswith("holds |")  # mean 53.0 inside 39.2-59.1, one seed outside
     off = "\n".join(demo_seeds.parity(rows({"ours": [97.0, 98.0], "none": [50.0]}), f32))
     assert next(line for line in off.splitlines() if line.startswith("| ours")).endswith("MISSED |")
+
