@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import paper_tables as tables  # noqa: E402
+import planning_runs  # noqa: E402
 import rotation_pose  # noqa: E402
 import rotation_sen_output  # noqa: E402
 import sen_object_response  # noqa: E402
@@ -174,3 +175,27 @@ def test_demo_seeds_reports_bf16_parity_against_float32_seeds():
     off = "\n".join(demo_seeds.parity(rows({"ours": [97.0, 98.0], "none": [50.0]}), f32))
     assert next(line for line in off.splitlines() if line.startswith("| ours")).endswith("MISSED |")
 
+
+def test_planning_with_a_tables_runs_reports_every_seed(tmp_path):
+    from symwm.world_models.build import build_model
+    from symwm.world_models.checkpoint import save_checkpoint
+    from symwm.world_models.model import ModelSpec
+
+    spec = ModelSpec(env_id="symwm/RotatingObject-v0", variant="matmul", size="cpu", env_kwargs={"actions": "continuous"})
+    model = build_model(spec, initialize=False)
+    for seed in (0, 1):  # paper_tables' layout: <runs>/<variant>/seed<k>/best.pt, eval.json beside it
+        save_checkpoint(tmp_path / "runs" / "matmul" / f"seed{seed}" / "best.pt", model)
+    (tmp_path / "runs" / "matmul" / "seed0" / "eval.json").write_text(json.dumps({"metrics": {"hits@1": 12.5, "pose_error_deg": 90.0}}))
+    argv = ["--runs", str(tmp_path / "runs"), "--quick", "--episodes", "1", "--out", str(tmp_path / "out")]
+    assert planning_runs.main(argv + ["--seeds", "0", "1"]) == 0
+    text = (tmp_path / "out" / "runs.md").read_text()
+    assert "| agent | seed 0 success % | seed 1 success % | mean ± std | worst |" in text
+    assert "| simulator cem | - | - | 100 | - |" in text  # the true dynamics reach the goal; one row for every seed
+    assert "| matmul | 12.5 | - | 90.0 | - |" in text  # the runs' own metrics per seed; seed 1 has no eval.json
+    with open(tmp_path / "out" / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({(r["task"], r["agent"]) for r in rows}) == sorted(
+        [("shared", a) for a in ("random", "simulator cem", "simulator mppi")]
+        + [(f"seed{s}", f"matmul {p}") for s in (0, 1) for p in ("cem", "mppi")])
+    with pytest.raises(SystemExit, match="missing checkpoint.*seed2"):
+        planning_runs.main(argv + ["--seeds", "0", "2"])
