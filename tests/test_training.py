@@ -279,6 +279,8 @@ def test_resume_and_load_errors_name_the_problem(dataset, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(CheckpointError, match="does not exist"):
         train(spec(), config(dataset, out, resume=True))
+    with pytest.raises(CheckpointError, match="nor does any restart candidate"):  # nothing trained yet: as without restarts
+        train(spec(), config(dataset, out, resume=True, restarts=2, restart_epochs=1, epochs=2))
     train(spec(), config(dataset, out, epochs=1))
     with pytest.raises(CheckpointError, match="lr was 0.001"):
         train(spec(), config(dataset, out, resume=True, lr=0.01))

@@ -329,6 +329,9 @@ def train(spec: ModelSpec | WorldModel, cfg: TrainConfig, on_step: Callable[[int
                 raise ValueError("restarts need a ModelSpec (each candidate is built afresh), not a model instance")
             return _train(spec.spec, cfg, on_step, spec)
         if cfg.restarts > 1 and not (out / "last.pt").exists():
+            if cfg.resume and not any((out / RESTARTS / str(i) / "last.pt").exists() for i in range(cfg.restarts)):
+                raise CheckpointError(f"cannot resume: {out / 'last.pt'} does not exist, nor does any restart candidate's "
+                                      f"under {out / RESTARTS} (start without --resume)")
             cfg = train_restarts(spec, cfg, on_step)
         return _train(spec, cfg, on_step)
     finally:
