@@ -16,7 +16,6 @@ Writes ``<out>/<name>.md`` and ``<out>/<name>.csv`` (one row per episode); ``--o
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planning import QUICK, Settings, continuous_agents, fmt, log, machine  # noqa: E402
+from train_speed import write_atomic, write_csv  # noqa: E402
 
 import symwm  # noqa: F401,E402
 from symwm.agents.evaluate_planning import EpisodeResult, evaluate  # noqa: E402
@@ -44,9 +44,8 @@ def find_runs(runs: Path, variants: list[str] | None, seeds: list[int]) -> dict[
     """``(variant, seed) -> best.pt`` under ``runs``; a missing checkpoint is an error naming it."""
     if not runs.is_dir():
         raise SystemExit(f"runs directory {runs} does not exist (expected <runs>/<variant>/seed<k>/best.pt)")
-    names = variants or sorted(p.name for p in runs.iterdir() if p.is_dir())
-    # paper_tables nests family variants one level down ("planar/ours" -> planar/ours/seed0)
-    names = [n for n in names if (runs / n / f"seed{seeds[0]}").is_dir()] if not variants else names
+    # by default the variants with a first-seed run; family variants sit one level down ("planar/ours"): name them
+    names = variants or sorted(p.name for p in runs.iterdir() if (p / f"seed{seeds[0]}").is_dir())
     found, missing = {}, []
     for v in names:
         for seed in seeds:
@@ -86,24 +85,23 @@ def report(rows: list[EpisodeResult], runs: dict[tuple[str, int], Path], seeds: 
     lines = header + ["| agent | " + " | ".join(f"seed {s} success %" for s in seeds) + " | mean ± std | worst | final distance | ms/decision |",
                       "|---" * (len(seeds) + 5) + "|"]
     for agent in dict.fromkeys(r.agent for r in rows):
-        per_seed = [success(agent, f"seed{s}") for s in seeds]
-        shared = all(np.isnan(per_seed))  # random and simulator: the same goals once, no seed
         rs = [r for r in rows if r.agent == agent]
-        if shared:
+        if rs[0].task == "shared":  # random and simulator: the same goals once, no seed
             cells, summary = ["-"] * len(seeds), [f"{success(agent, 'shared'):.0f}", "-"]
         else:
+            per_seed = [success(agent, f"seed{s}") for s in seeds]
             std = np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0
             cells, summary = [f"{x:.0f}" for x in per_seed], [f"{np.mean(per_seed):.1f} ± {std:.1f}", f"{min(per_seed):.0f}"]
         lines.append(f"| {agent} | " + " | ".join(cells + summary) + f" | {np.mean([r.final_distance for r in rs]):.3f} | "
                      f"{fmt(float(np.nanmean([r.ms_per_decision for r in rs])))} |")
-    shown = [(k, label) for k, label in RUN_METRICS if any(k in run_metrics(p) for p in runs.values())]
+    metrics = {key: run_metrics(path) for key, path in runs.items()}
+    shown = [(k, label) for k, label in RUN_METRICS if any(k in m for m in metrics.values())]
     if shown:
         lines += ["", "The runs' own evaluation (their `eval.json`), per seed:", "",
                   "| variant | " + " | ".join(f"{label}, seed {s}" for k, label in shown for s in seeds) + " |",
                   "|---" * (1 + len(shown) * len(seeds)) + "|"]
         for v in dict.fromkeys(v for v, _ in runs):
-            m = {s: run_metrics(runs[(v, s)]) for s in seeds}
-            lines.append(f"| {v} | " + " | ".join(fmt(m[s].get(k, float("nan"))) for k, _ in shown for s in seeds) + " |")
+            lines.append(f"| {v} | " + " | ".join(fmt(metrics[(v, s)].get(k, float("nan"))) for k, _ in shown for s in seeds) + " |")
     return lines
 
 
@@ -141,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
 
     name = args.name or runs_dir.name
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     h, n, e, it = s.cem
     mh, mn, mit = s.mppi
     header = [
@@ -157,14 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines = report(rows, runs, args.seeds, header)
     lines += ["", f"Wall time {(time.perf_counter() - start) / 60:.1f} min.", ""]
-    tmp = out / f".{name}.md.tmp"
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out / f"{name}.md")
-    with open(out / f".{name}.csv.tmp", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
-        w.writeheader()
-        w.writerows(r.to_dict() for r in rows)
-    (out / f".{name}.csv.tmp").replace(out / f"{name}.csv")
+    write_atomic(out / f"{name}.md", "\n".join(lines))
+    write_csv(out / f"{name}.csv", [r.to_dict() for r in rows], tuple(rows[0].to_dict()))
     log(f"wrote {out / name}.md")
     return 0
 
