@@ -13,13 +13,19 @@ plain CNN encoder to one latent vector; ``none`` is the object-factored C-SWM mo
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
+
+import gymnasium as gym
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_tables import main  # noqa: E402
 from paper_tables import ExtraEval  # noqa: E402
 from table1_blocks import grid_setting  # noqa: E402
+
+import symwm.envs  # noqa: E402,F401  (registers the environments)
+from symwm.world_models.models.grid import PRESETS  # noqa: E402
 
 PAPER = {"cnn": {"hits@10": "2.8"}, "full": {"hits@10": "100"}, "ours": {"hits@10": "100"}}
 EXTRA = (
@@ -30,12 +36,19 @@ EXTRA = (
 
 
 def build(scale: str, quick: bool):
-    """One setting: Shapes2D, one-step training episodes in which an object moves up."""
+    """Shapes2D, one-step training episodes in which an object moves up; then the same with V at the grid's resolution."""
     s = grid_setting(scale, quick, "shapes-up-only", "2D Shapes trained on 'up' only, 1 step, all actions", env_id="symwm/Shapes2D-v0",
                      train_actions="up", horizon=1, variants=("cnn", "none", "full", "ours"), extra_evals=EXTRA,
                      metrics=("hits@10", "mrr", "heldout1:hits@1", "heldout1:hits@10", "steps10:hits@1", "heldout10:hits@1", "ee", "ee_latent"),
                      paper=PAPER)
-    return [s]
+    # the SEN's maps averaged over each grid cell: the cell's side in the SEN's map pixels
+    env = gym.make(s.env_id).unwrapped
+    cell = env.resolution // env.grid_size // PRESETS[s.size]["ours"]["sen_pool"]  # cpu: 50 // 5 // 2 = 5
+    env.close()
+    cells = dataclasses.replace(
+        s, key="shapes-up-only-cells", variants=("ours", "none"), overrides={"sen_out_pool": cell},
+        title="The same, V at the grid's resolution: the SEN's maps averaged over each cell (`sen_out_pool`, not the release's)")
+    return [s, cells]
 
 
 INTRO = [

@@ -56,7 +56,8 @@ def test_extra_evaluations_rank_held_out_actions_and_longer_horizons_and_are_car
     """Table 3: every run is also ranked on held-out actions only (its own rollouts) and at 10 steps; a report without runs keeps them."""
     import h5py
 
-    argv = ["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--jobs", "2", "--variants", "cnn", "ours"]
+    argv = ["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--jobs", "2", "--variants", "cnn", "ours",
+            "--only", "shapes-up-only"]
     md = table3_shapes.main("table3_shapes", "t3", table3_shapes.INTRO, table3_shapes.build, lambda s: "hits@10", argv)
     text = md.read_text()
     assert "| Hits@1 %, held-out actions, 10 steps |" in text and "| cnn |" in text and "[2.8]" in text
@@ -74,6 +75,7 @@ def test_extra_evaluations_rank_held_out_actions_and_longer_horizons_and_are_car
     assert run["metrics"]["steps10:hits@1"] == float(rows[1]["steps10:hits@1"])
     # rewritten from the CSV alone: the extra columns survive
     settings = table3_shapes.build("cpu", True)
+    assert settings[1].overrides == {"sen_out_pool": 5}  # the cells block: 50 px, 5 cells, the cpu SEN's 2x2 pooling
     tables.write_report("table3_shapes", "t3", [], settings, [0], tmp_path / "no-work", tmp_path / "out", "cpu", lambda s: "hits@10")
     again = list(csv.DictReader(open(tmp_path / "out" / "table3_shapes_cpu.csv")))
     assert [r["heldout10:hits@1"] for r in again] == [r["heldout10:hits@1"] for r in rows]

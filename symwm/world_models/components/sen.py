@@ -75,10 +75,12 @@ class PlainSEN(ChannelsLast):
     """The SEN of ``ours``/``none``: ``hidden_layers`` x (3x3 conv, BatchNorm, ReLU), 3x3 conv to K maps, sigmoid.
 
     Runs in channels-last memory layout (:class:`ChannelsLast`). The first convolution pads its RGB
-    input to 8 channels on CUDA (:class:`PaddedInputConv2d`).
+    input to 8 channels on CUDA (:class:`PaddedInputConv2d`). ``pool`` averages the input over
+    ``pool x pool`` blocks, ``out_pool`` the maps over ``out_pool x out_pool`` blocks (a coarser V:
+    one value per grid cell when it is the cell's side).
     """
 
-    def __init__(self, in_channels: int, n_objects: int, channels: int, hidden_layers: int = 3, pool: int = 1):
+    def __init__(self, in_channels: int, n_objects: int, channels: int, hidden_layers: int = 3, pool: int = 1, out_pool: int = 1):
         layers: list[nn.Module] = [BlockMean(pool)] if pool > 1 else []
         c = in_channels
         for i in range(hidden_layers):
@@ -86,7 +88,8 @@ class PlainSEN(ChannelsLast):
             layers += [conv(c, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
             c = channels
         layers += [nn.Conv2d(c, n_objects, 3, padding=1), nn.Sigmoid()]
-        super().__init__(*layers)  # [B, C, H, W] -> [B, K, H, W]
+        layers += [BlockMean(out_pool)] if out_pool > 1 else []
+        super().__init__(*layers)  # [B, C, H, W] -> [B, K, H / (pool out_pool), W / (pool out_pool)]
 
 
 class EquivariantSEN(EscnnModule):
@@ -101,9 +104,11 @@ class EquivariantSEN(EscnnModule):
         initialize: bool,
         hidden_layers: int = 3,
         pool: int = 1,
+        out_pool: int = 1,
     ):
         super().__init__()
         self.pool = pool  # average pooling of whole pool x pool blocks commutes with the grid's symmetries
+        self.out_pool = out_pool  # so does that of the maps (PlainSEN's out_pool)
         G = gspace.fibergroup
         t = enn.FieldType(gspace, [G.trivial_representation] * in_channels)
         hid = enn.FieldType(gspace, [G.regular_representation] * fields)
@@ -118,13 +123,15 @@ class EquivariantSEN(EscnnModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool > 1:
             x = block_mean(x, self.pool)
-        return torch.sigmoid(self.net(x))  # sigmoid on trivial fields: equivariant; [B, K, H, W]
+        y = torch.sigmoid(self.net(x))  # sigmoid on trivial fields: equivariant; [B, K, H, W]
+        return block_mean(y, self.out_pool) if self.out_pool > 1 else y  # [B, K, H / out_pool, W / out_pool]
 
     def export(self) -> nn.Sequential:
         """Plain-torch convolutions computing the same maps (eval mode)."""
         self.eval()
         pool = [BlockMean(self.pool)] if self.pool > 1 else []
-        return nn.Sequential(*pool, self.net.export(), nn.Sigmoid()).eval()
+        out_pool = [BlockMean(self.out_pool)] if self.out_pool > 1 else []
+        return nn.Sequential(*pool, self.net.export(), nn.Sigmoid(), *out_pool).eval()
 
 
 def matching_sen_fields(

@@ -58,21 +58,25 @@ VARIANTS = ("ours", "none", "full", "cnn")
 # ``cpu`` presets use one hidden SEN layer (``sen_layers``; the paper has 3) on images average-pooled
 # 2x2 (``sen_pool``; parameter-free and exactly equivariant for even image sizes): the SEN only has
 # to tell the objects apart, the per-orbit weights of the encoder absorb the camera's geometry.
-_PAPER_EQ = {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "encoder_hidden": 256, "transition_hidden": 256, "latent_fields": 2}
-_CPU_EQ = {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "encoder_hidden": 64, "transition_hidden": 64, "latent_fields": 2}
+# ``sen_out_pool`` (1 in every preset, the release's V at the SEN's full resolution) averages the
+# SEN's maps over blocks: set to the grid cell's side in map pixels (``--set sen_out_pool=5`` for
+# 2D Shapes at the ``cpu`` size), V holds one value per cell and object, and a map that is not
+# symmetric within its cell no longer breaks the group's action on V (table 3's ``-cells`` block).
+_PAPER_EQ = {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "sen_out_pool": 1, "encoder_hidden": 256, "transition_hidden": 256, "latent_fields": 2}
+_CPU_EQ = {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "sen_out_pool": 1, "encoder_hidden": 64, "transition_hidden": 64, "latent_fields": 2}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "ours": dict(_PAPER_EQ),
         "full": {**_PAPER_EQ, "sen_fields": None},
-        "none": {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "encoder_hidden": 512, "transition_hidden": 512, "latent_dim": 2},
-        "cnn": {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "encoder_hidden": 512, "transition_hidden": 512, "latent_dim": 32},
+        "none": {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "sen_out_pool": 1, "encoder_hidden": 512, "transition_hidden": 512, "latent_dim": 2},
+        "cnn": {"sen_channels": 32, "sen_layers": 3, "sen_pool": 1, "sen_out_pool": 1, "encoder_hidden": 512, "transition_hidden": 512, "latent_dim": 32},
     },
     "cpu": {
         "ours": dict(_CPU_EQ),
         "full": {**_CPU_EQ, "sen_fields": 2},  # compute-matched, not parameter-matched (note above)
-        "none": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 2},
+        "none": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "sen_out_pool": 1, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 2},
         # one latent vector for the whole scene (the paper gives no size; 'ours' has 8 per object)
-        "cnn": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 32},
+        "cnn": {"sen_channels": 8, "sen_layers": 1, "sen_pool": 2, "sen_out_pool": 1, "encoder_hidden": 128, "transition_hidden": 128, "latent_dim": 32},
     },
 }
 
@@ -202,7 +206,10 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
     pool = int(params["sen_pool"])
     if h % pool or w % pool:
         raise ValueError(f"sen_pool={pool} must divide the image size {h}x{w}")
-    h, w = h // pool, w // pool  # the SEN's maps: [B, K, h, w]
+    out_pool = int(params.get("sen_out_pool", 1))  # absent from checkpoints made before it existed
+    if (h // pool) % out_pool or (w // pool) % out_pool:
+        raise ValueError(f"sen_out_pool={out_pool} must divide the SEN's {h // pool}x{w // pool} maps (image {h}x{w}, sen_pool={pool})")
+    h, w = h // pool // out_pool, w // pool // out_pool  # the SEN's maps: [B, K, h, w]
     sym = env.symmetry
     G = escnn_planar_group(sym.planar)
     gs = gspaces.no_base_space(G)
@@ -210,14 +217,14 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
         d = int(params["latent_dim"])
         symmetry = GridLatentSymmetry(sym, None)
         hid = int(params["encoder_hidden"])
-        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool)
+        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool, out_pool)
         encoder = ObjectEncoder(plain_mlp(h * w, hid, d))
         th = int(params["transition_hidden"])
         transition = GNNTransition(plain_mlp(2 * d, th, th), plain_mlp(d + N_MOTIONS + th, th, d), k, th)
         return WorldModel(spec, sen, encoder, transition, symmetry=symmetry, latent_shape=(k, d))
     if spec.variant == "cnn":
         d, hid, th = int(params["latent_dim"]), int(params["encoder_hidden"]), int(params["transition_hidden"])
-        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool)
+        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool, out_pool)
         encoder = VectorEncoder(nn.Sequential(nn.Flatten(), *plain_mlp(k * h * w, hid, d)))  # [B, K, h, w] -> [B, K h w] -> [B, 1, D]
         n_actions = N_MOTIONS * k
         transition = ResidualTransition(plain_mlp(d + n_actions, th, d), n_actions, torch.arange(n_actions))
@@ -228,11 +235,11 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
     latent_matrices = {s: representation_matrix(latent_type.representation, to_escnn(s, G)) for s in sym.planar.elements()}
     symmetry = GridLatentSymmetry(sym, latent_matrices)
     if spec.variant == "ours":
-        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool)
+        sen = PlainSEN(c, k, int(params["sen_channels"]), int(params["sen_layers"]), pool, out_pool)
     else:
         space = gspaces.flipRot2dOnR2(4) if sym.planar.reflections else gspaces.rot2dOnR2(4)
         fields = params.get("sen_fields") or matching_sen_fields(space, c, k, int(params["sen_channels"]), int(params["sen_layers"]))
-        sen = EquivariantSEN(space, c, k, int(fields), initialize, int(params["sen_layers"]), pool)
+        sen = EquivariantSEN(space, c, k, int(fields), initialize, int(params["sen_layers"]), pool, out_pool)
 
     pixel_order, pixel_reps = permutation_fields(G, pixel_maps(sym.planar, G, h, w))
     in_type = enn.FieldType(gs, pixel_reps)
