@@ -47,7 +47,7 @@ def build(scale: str, quick: bool):
     env.close()
     cells = dataclasses.replace(
         s, key="shapes-up-only-cells", variants=("ours", "none"), overrides={"sen_out_pool": cell},
-        title="The same, V at the grid's resolution: the SEN's maps averaged over each cell (`sen_out_pool`, not the release's)")
+        title="V at the grid's resolution (`sen_out_pool`, not the release's)")
     return [s, cells]
 
 
