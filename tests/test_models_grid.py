@@ -336,3 +336,5 @@ def test_sen_out_pool_must_divide_the_maps():
     spec = ModelSpec("symwm/Shapes2D-v0", "ours", "cpu", overrides={"sen_out_pool": 4})
     with pytest.raises(ValueError, match=r"sen_out_pool=4 must divide the SEN's 25x25 maps \(image 50x50, sen_pool=2\)"):
         build_model(spec, initialize=False)
+    with pytest.raises(ValueError, match="sen_out_pool must be a positive integer"):
+        build_model(ModelSpec("symwm/Shapes2D-v0", "ours", "cpu", overrides={"sen_out_pool": 0}), initialize=False)

@@ -204,6 +204,9 @@ def build(spec: ModelSpec, env: Any, params: dict[str, Any], initialize: bool = 
     k = int(env.n_objects)
     h, w, c = env.observation_space.shape
     pool = int(params["sen_pool"])
+    for name in ("sen_pool", "sen_out_pool"):
+        if int(params.get(name, 1)) < 1:
+            raise ValueError(f"{name} must be a positive integer (a block side), got {params[name]!r}")
     if h % pool or w % pool:
         raise ValueError(f"sen_pool={pool} must divide the image size {h}x{w}")
     out_pool = int(params.get("sen_out_pool", 1))  # absent from checkpoints made before it existed
