@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from planning import QUICK, Settings, continuous_agents, fmt, log, machine  # noqa: E402
+from planning import QUICK, Settings, continuous_agents, fmt, grid_agents, log, machine  # noqa: E402
 from train_speed import write_atomic, write_csv  # noqa: E402
 
 import symwm  # noqa: F401,E402
@@ -130,11 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     goals = range(s.continuous_seed, s.continuous_seed + episodes)
     start = time.perf_counter()
 
-    baselines = continuous_agents({}, s)  # random, simulator cem / mppi: no model
+    # discrete actions (the rotating object's small ones): planning.py's beam search; continuous: CEM and MPPI
+    discrete = isinstance(gym.make(env_id, **env_kwargs).action_space, gym.spaces.Discrete)
+    agents_of = (lambda m: grid_agents(m, s, "beam")) if discrete else (lambda m: continuous_agents(m, s))  # noqa: E731
+    baselines = agents_of({})  # random and the simulator planners: no model
     rows = evaluate(make_env, baselines, seeds=goals, budget=budget, task="shared", progress=log)
     for seed in args.seeds:
         per_seed = {v: m for (v, sd), m in models.items() if sd == seed}
-        agents = {k: f for k, f in continuous_agents(per_seed, s).items() if k not in baselines}
+        agents = {k: f for k, f in agents_of(per_seed).items() if k not in baselines}
         rows += evaluate(make_env, agents, seeds=goals, budget=budget, task=f"seed{seed}", progress=log)
 
     name = args.name or runs_dir.name
@@ -147,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         f"on {machine()}.", "",
         f"Task: `gym.make('{env_id}', **{env_kwargs})`, the environment the runs were trained on, as a goal task (goal image "
         f"from `goal_observation()`); {episodes} goals (reset seeds {goals.start}..{goals.stop - 1}), the same for every agent; "
-        f"budget {budget} steps. Models: `{runs_dir}/<variant>/seed<k>/best.pt`. Planners as in `planning.py`: CEM (horizon {h}, "
-        f"population {n}, elites {e}, {it} iterations) and MPPI (horizon {mh}, {mn} samples, {mit} iterations), cost = the "
-        "distance to the goal at the best step of a sequence (model: energy to the goal latent; simulator: the task distance). "
-        "Random and the simulator planners do not depend on a run: one row each.", "",
+        f"budget {budget} steps. Models: `{runs_dir}/<variant>/seed<k>/best.pt`. Planners as in `planning.py`: "
+        + (f"beam search (width {s.beam[0]}, depth {s.beam[1]}, tie tolerance {s.tie_tolerance}; the actions are discrete)" if discrete else
+           f"CEM (horizon {h}, population {n}, elites {e}, {it} iterations) and MPPI (horizon {mh}, {mn} samples, {mit} iterations)")
+        + ", cost = the distance to the goal at the best step of a sequence (model: energy to the goal latent; simulator: the task "
+        "distance). Random and the simulator planners do not depend on a run: one row each.", "",
     ]
     lines = report(rows, runs, args.seeds, header)
     lines += ["", f"Wall time {(time.perf_counter() - start) / 60:.1f} min.", ""]

@@ -201,3 +201,20 @@ def test_planning_with_a_tables_runs_reports_every_seed(tmp_path):
         + [(f"seed{s}", f"matmul {p}") for s in (0, 1) for p in ("cem", "mppi")])
     with pytest.raises(SystemExit, match="missing checkpoint.*seed2"):
         planning_runs.main(argv + ["--seeds", "0", "2"])
+
+
+def test_planning_with_runs_on_discrete_actions_uses_beam_search(tmp_path):
+    """The rotating object's small (discrete) actions: planning.py's beam search, not CEM / MPPI."""
+    from symwm.world_models.build import build_model
+    from symwm.world_models.checkpoint import save_checkpoint
+    from symwm.world_models.model import ModelSpec
+
+    spec = ModelSpec(env_id="symwm/RotatingObject-v0", variant="matmul", size="cpu", env_kwargs={"actions": "small"})
+    save_checkpoint(tmp_path / "runs" / "matmul" / "seed0" / "best.pt", build_model(spec, initialize=False))
+    argv = ["--runs", str(tmp_path / "runs"), "--quick", "--episodes", "1", "--out", str(tmp_path / "out"), "--seeds", "0"]
+    assert planning_runs.main(argv) == 0
+    text = (tmp_path / "out" / "runs.md").read_text()
+    assert "beam search (width" in text and "CEM" not in text
+    with open(tmp_path / "out" / "runs.csv", newline="") as f:
+        agents = sorted({(r["task"], r["agent"]) for r in csv.DictReader(f)})
+    assert agents == [("seed0", "matmul beam"), ("shared", "random"), ("shared", "simulator beam")]
