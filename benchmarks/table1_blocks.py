@@ -11,6 +11,7 @@ wrongly assuming pixels rotate) and ``ours`` (plain SEN, equivariant encoder and
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -56,14 +57,36 @@ def grid_setting(scale: str, quick: bool, key: str, title: str, env_id: str = "s
     )
 
 
+def cell_pool(s: Setting) -> int:
+    """The side of one grid cell in the maps of ``s``'s SEN (``sen_out_pool`` that gives V one value per cell and object)."""
+    import gymnasium as gym
+
+    import symwm.envs  # noqa: F401  (registers the environments)
+    from symwm.world_models.models.grid import PRESETS
+
+    env = gym.make(s.env_id, **s.env_kwargs).unwrapped
+    try:
+        return env.resolution // env.grid_size // PRESETS[s.size]["ours"]["sen_pool"]  # cpu: 50 // 5 // 2 = 5
+    finally:
+        env.close()
+
+
+def cells_setting(s: Setting, variants: tuple[str, ...] = ("ours",)) -> Setting:
+    """``s`` with V at the grid's resolution: the SEN's maps averaged over each cell (``sen_out_pool``; not the release's)."""
+    return dataclasses.replace(s, key=f"{s.key}-cells", variants=variants, overrides={**s.overrides, "sen_out_pool": cell_pool(s)},
+                               title="V at the grid's resolution (`sen_out_pool`, not the release's)")
+
+
 def build(scale: str, quick: bool) -> list[Setting]:
     """The release's setting; the same data with one hinge per object (``TrainConfig.hinge_on``), trained twice as long on CPU; and with temporal negatives (``TrainConfig.temporal_negatives``)."""
+    release = grid_setting(scale, quick, "cubes-no-left", "3D Blocks trained without 'left', 10 steps, all actions", paper=PAPER)
     return [
-        grid_setting(scale, quick, "cubes-no-left", "3D Blocks trained without 'left', 10 steps, all actions", paper=PAPER),
+        release,
         grid_setting(scale, quick, "cubes-no-left-object-hinge", "The same, with one hinge per object in the loss",
                      variants=("ours",), hinge_on="object", **({"epochs": 16} if scale == "cpu" else {})),
         grid_setting(scale, quick, "cubes-no-left-temporal", "The same, with temporal negatives in the loss",
                      variants=("ours",), temporal_negatives=True),
+        cells_setting(release),  # a perspective view: the SEN has to put each cube into its cell
     ]
 
 

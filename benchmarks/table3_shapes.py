@@ -13,19 +13,13 @@ plain CNN encoder to one latent vector; ``none`` is the object-factored C-SWM mo
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
-
-import gymnasium as gym
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_tables import main  # noqa: E402
 from paper_tables import ExtraEval  # noqa: E402
-from table1_blocks import grid_setting  # noqa: E402
-
-import symwm.envs  # noqa: E402,F401  (registers the environments)
-from symwm.world_models.models.grid import PRESETS  # noqa: E402
+from table1_blocks import cells_setting, grid_setting  # noqa: E402
 
 PAPER = {"cnn": {"hits@10": "2.8"}, "full": {"hits@10": "100"}, "ours": {"hits@10": "100"}}
 EXTRA = (
@@ -41,14 +35,7 @@ def build(scale: str, quick: bool):
                      train_actions="up", horizon=1, variants=("cnn", "none", "full", "ours"), extra_evals=EXTRA,
                      metrics=("hits@10", "mrr", "heldout1:hits@1", "heldout1:hits@10", "steps10:hits@1", "heldout10:hits@1", "ee", "ee_latent"),
                      paper=PAPER)
-    # the SEN's maps averaged over each grid cell: the cell's side in the SEN's map pixels
-    env = gym.make(s.env_id).unwrapped
-    cell = env.resolution // env.grid_size // PRESETS[s.size]["ours"]["sen_pool"]  # cpu: 50 // 5 // 2 = 5
-    env.close()
-    cells = dataclasses.replace(
-        s, key="shapes-up-only-cells", variants=("ours", "none"), overrides={"sen_out_pool": cell},
-        title="V at the grid's resolution (`sen_out_pool`, not the release's)")
-    return [s, cells]
+    return [s, cells_setting(s, variants=("ours", "none"))]  # V at the grid's resolution; none: the control
 
 
 INTRO = [

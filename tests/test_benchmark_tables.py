@@ -33,8 +33,10 @@ def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "out" / "table1_blocks_cpu.csv")))
     assert sorted((r["setting"], r["variant"]) for r in rows) == [
         ("cubes-no-left", "full"), ("cubes-no-left", "none"), ("cubes-no-left", "ours"),
-        ("cubes-no-left-object-hinge", "ours"), ("cubes-no-left-temporal", "ours")]
+        ("cubes-no-left-cells", "ours"), ("cubes-no-left-object-hinge", "ours"), ("cubes-no-left-temporal", "ours")]
     assert "one hinge per object" in text and "temporal negatives." in text
+    run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-cells" / "ours" / "seed0" / "config.json").read_text())
+    assert run["spec"]["overrides"] == {"sen_out_pool": 5}  # one value per cell: 50 px, 5 cells, the cpu SEN's 2x2 pooling
     run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-object-hinge" / "ours" / "seed0" / "config.json").read_text())
     assert run["train"]["hinge_on"] == "object"
     run = json.loads((tmp_path / "work" / "runs" / "cubes-no-left-temporal" / "ours" / "seed0" / "config.json").read_text())
@@ -43,7 +45,7 @@ def test_quick_table_runs_resumes_and_reports(tmp_path, capsys):
     assert (tmp_path / "out" / "table1_blocks_cpu.png").stat().st_size > 0
     capsys.readouterr()
     table1_blocks.main("table1_blocks", "t1", table1_blocks.INTRO, table1_blocks.build, lambda s: "hits@1", argv)
-    assert "5 of 5 runs already done" in capsys.readouterr().out
+    assert "6 of 6 runs already done" in capsys.readouterr().out
     # the SEN diagnostic reads the same runs: five cubes, init -> trained, for hidden channels and maps
     diag = sen_object_response.main(["--work", str(tmp_path / "work"), "--settings", "cubes-no-left-temporal", "--seeds", "0",
                                      "--out", str(tmp_path / "out" / "sen.md")])
