@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     # discrete actions (the rotating object's small ones): planning.py's beam search; continuous: CEM and MPPI
-    discrete = isinstance(gym.make(env_id, **env_kwargs).action_space, gym.spaces.Discrete)
+    probe = make_env()
+    discrete = isinstance(probe.action_space, gym.spaces.Discrete)
+    probe.close()
     agents_of = (lambda m: grid_agents(m, s, "beam")) if discrete else (lambda m: continuous_agents(m, s))  # noqa: E731
     baselines = agents_of({})  # random and the simulator planners: no model
     rows = evaluate(make_env, baselines, seeds=goals, budget=budget, task="shared", progress=log)

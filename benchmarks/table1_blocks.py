@@ -2,7 +2,9 @@
 
 Hits@1 and MRR of 10-step predictions, the SEN's equivariance error (EE) and the distance invariance
 error of the predictions (DIE(model)) for ``none`` (C-SWM-like), ``full`` (SEN also equivariant,
-wrongly assuming pixels rotate) and ``ours`` (plain SEN, equivariant encoder and transition).
+wrongly assuming pixels rotate) and ``ours`` (plain SEN, equivariant encoder and transition). Further
+blocks for ``ours``: one hinge per object, temporal negatives, and V at the grid's resolution
+(:func:`cells_setting`; not the release's).
 
     .venv/bin/python benchmarks/table1_blocks.py                 # cpu scale, 5 seeds: about 2 hours on 2 cores
     .venv/bin/python benchmarks/table1_blocks.py --scale paper --device cuda --jobs 3
